@@ -1,0 +1,223 @@
+/* The agent's life cycle: start-up (options, hooks, fork handlers), and the
+ * report at exit. The exit check is registered with on_exit() from the
+ * constructor, before __libc_start_main registers the dynamic linker's
+ * finalizer, so it runs after the program's atexit handlers, its C++ static
+ * destructors and every library destructor: what is still allocated then is
+ * what the program leaves behind. _exit/_Exit reach it through hooks.c. */
+#define _GNU_SOURCE
+#define UNW_LOCAL_ONLY
+#include <dlfcn.h>
+#include <libunwind.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/hs_report.h"
+#include "hs.h"
+
+static pid_t my_pid;
+static atomic_int reported;
+
+int hs_is_root_process(void) { return hs_opt.root_pid == 0 || getpid() == (pid_t)hs_opt.root_pid; }
+
+static void atfork_prepare(void) {
+  hs_threads_lock();
+  hs_depot_lock();
+  hs_table_lock_all();
+  hs_arena_atfork_prepare();
+}
+static void atfork_parent(void) {
+  hs_arena_atfork_release();
+  hs_table_unlock_all();
+  hs_depot_unlock();
+  hs_threads_unlock();
+}
+static void atfork_child(void) {
+  hs_arena_atfork_release();
+  hs_table_unlock_all();
+  hs_depot_unlock();
+  hs_threads_after_fork_child();
+  hs_threads_unlock();
+  my_pid = getpid();
+  atomic_store(&reported, 0);
+  if (!hs_opt.follow_children) atomic_store(&hs_active, 0);
+}
+
+/* The exiting thread's stack is a root from the stack pointer of exit()'s
+ * caller up: the frames of exit() and __run_exit_handlers below it hold no
+ * program data, only stale slots (copies of pointers the program dropped
+ * long ago), which would make lost blocks look reachable. */
+static uintptr_t exit_caller_sp(void) {
+  unw_context_t ctx;
+  unw_cursor_t cur;
+  if (unw_getcontext(&ctx) || unw_init_local(&cur, &ctx)) return 0;
+  for (int depth = 0; depth < 16 && unw_step(&cur) > 0; depth++) {
+    char name[64];
+    unw_word_t off;
+    if (unw_get_proc_name(&cur, name, sizeof name, &off)) continue;
+    if (!strcmp(name, "exit") || !strcmp(name, "__GI_exit")) {
+      unw_word_t sp;
+      if (unw_step(&cur) <= 0 || unw_get_reg(&cur, UNW_REG_SP, &sp)) return 0;
+      return (uintptr_t)sp;
+    }
+  }
+  return 0;
+}
+
+static void on_exit_handler(int status, void *arg) {
+  (void)arg;
+  hs_in_agent = 1;
+  uintptr_t sp = exit_caller_sp();
+  hs_in_agent = 0;
+  hs_report_at_exit(status, sp ? sp : (uintptr_t)__builtin_frame_address(0));
+}
+
+__attribute__((constructor)) static void hs_init(void) {
+  hs_in_agent = 1;
+  hs_hooks_resolve();
+  hs_options_defaults(&hs_opt);
+  char err[512];
+  if (hs_options_parse(getenv("HEAPSCOPE_OPTIONS"), &hs_opt, err, sizeof err)) {
+    hs_dprintf(2, "heapscope: error: %s — the program runs without heapscope\n", err);
+    hs_in_agent = 0;
+    return;
+  }
+  my_pid = getpid();
+  if (!hs_opt.follow_children && !hs_is_root_process()) {
+    hs_in_agent = 0;
+    return;
+  }
+  if (hs_opt.mode == HS_MODE_SAMPLE) {
+    hs_warn("mode=sample is not implemented yet; recording every allocation (mode=full)");
+    hs_opt.mode = HS_MODE_FULL;
+  }
+  if (hs_opt.max_frames < 1) hs_opt.max_frames = 1;
+  if (hs_opt.max_frames > HS_MAX_FRAMES) hs_opt.max_frames = HS_MAX_FRAMES;
+  hs_unwind_init();
+  hs_threads_init();
+  pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+  on_exit(on_exit_handler, NULL);
+  atomic_store(&hs_active, 1);
+  hs_in_agent = 0;
+}
+
+/* Expands %p and, in a process other than the one `heapscope run` started,
+ * makes the name unique with a .<pid> suffix. */
+static void report_path(char *out, size_t len) {
+  const char *p = hs_opt.report;
+  size_t o = 0;
+  int had_pid = 0;
+  char pid[24];
+  hs_snprintf(pid, sizeof pid, "%d", (int)getpid());
+  for (; *p && o + 24 < len; p++) {
+    if (p[0] == '%' && p[1] == 'p') {
+      for (const char *q = pid; *q; q++) out[o++] = *q;
+      p++;
+      had_pid = 1;
+    } else {
+      out[o++] = *p;
+    }
+  }
+  out[o] = 0;
+  if (!had_pid && !hs_is_root_process()) hs_snprintf(out + o, len - o, ".%s", pid);
+}
+
+static hs_report_emit_fn load_report_lib(void) {
+  Dl_info info;
+  char path[PATH_MAX];
+  if (!dladdr((void *)&hs_report_at_exit, &info) || !info.dli_fname) return NULL;
+  const char *slash = strrchr(info.dli_fname, '/');
+  size_t dir = slash ? (size_t)(slash - info.dli_fname) : 0;
+  if (dir + 32 >= sizeof path) return NULL;
+  memcpy(path, info.dli_fname, dir);
+  hs_snprintf(path + dir, sizeof path - dir, "%slibheapscope_report.so", dir ? "/" : "");
+  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    hs_warn("cannot load %s (%s); printing raw addresses", path, dlerror());
+    return NULL;
+  }
+  return (hs_report_emit_fn)dlsym(h, HS_REPORT_EMIT_SYM);
+}
+
+/* Without the report library: unsymbolized, but nothing is lost. */
+static void emit_raw(const struct hs_report_input *in, struct hs_report_output *out) {
+  for (size_t i = 0; i < in->nleaks; i++) {
+    const struct hs_report_leak *l = &in->leaks[i];
+    if (!(in->show_kinds & HS_KIND_BIT(l->kind))) continue;
+    out->shown_bytes += l->bytes;
+    out->shown_blocks += l->blocks;
+    hs_dprintf(in->log_fd, "==%d== %lu bytes in %lu blocks (kind %d)\n", (int)in->pid,
+               (unsigned long)l->bytes, (unsigned long)l->blocks, l->kind);
+    for (unsigned f = 0; f < l->nframes; f++)
+      hs_dprintf(in->log_fd, "==%d==    %s %p\n", (int)in->pid, f ? "by" : "at", (void *)l->frames[f]);
+  }
+}
+
+void hs_report_at_exit(int status, uintptr_t sp) {
+  if (!atomic_load(&hs_active) || getpid() != my_pid) return; /* vfork child: not ours */
+  if (atomic_exchange(&reported, 1)) return;
+  hs_in_agent = 1;
+  struct hs_leak_result res;
+  memset(&res, 0, sizeof res);
+  if (hs_opt.leak_check != HS_LC_NO && hs_leak_check(&res, sp))
+    hs_warn("leak check failed (out of memory?); reporting totals only");
+  atomic_store(&hs_active, 0);
+
+  struct hs_report_leak *leaks = res.nrecords ? hs_mmap(res.nrecords * sizeof *leaks) : NULL;
+  size_t nl = 0;
+  for (size_t i = 0; leaks && i < res.nrecords; i++) {
+    const struct hs_leak_record *r = &res.records[i];
+    struct hs_report_leak *l = &leaks[nl++];
+    l->kind = r->kind;
+    l->bytes = r->bytes;
+    l->blocks = r->blocks;
+    l->indirect_bytes = r->indirect_bytes;
+    l->indirect_blocks = r->indirect_blocks;
+    l->max_offset = r->max_offset;
+    l->frames = hs_depot_get(r->stack, &l->nframes);
+    if (!l->frames) l->nframes = 0;
+  }
+  char path[PATH_MAX];
+  if (hs_opt.report) report_path(path, sizeof path);
+  struct hs_report_input in = {
+      .abi = HS_REPORT_ABI,
+      .pid = getpid(),
+      .exit_status = status,
+      .mode = hs_opt.mode == HS_MODE_SAMPLE ? "sample" : "full",
+      .leak_check = (int)hs_opt.leak_check,
+      .show_kinds = hs_opt.show_leak_kinds,
+      .suppressions = hs_opt.suppressions,
+      .default_suppressions = hs_opt.default_suppressions,
+      .report_path = hs_opt.report ? path : NULL,
+      .log_fd = (int)hs_opt.log_fd,
+      .quiet = hs_opt.quiet,
+      .leaks = leaks,
+      .nleaks = nl,
+      .allocs = atomic_load(&hs_totals.allocs),
+      .frees = atomic_load(&hs_totals.frees),
+      .allocated_bytes = atomic_load(&hs_totals.bytes),
+      .peak_bytes = (uint64_t)atomic_load(&hs_totals.peak_bytes),
+      .peak_blocks = (uint64_t)atomic_load(&hs_totals.peak_blocks),
+      .inuse_bytes = (uint64_t)atomic_load(&hs_totals.cur_bytes),
+      .inuse_blocks = (uint64_t)atomic_load(&hs_totals.cur_blocks),
+      .nthreads_unstopped = res.nthreads_unstopped,
+  };
+  struct hs_report_output out = {0};
+  hs_report_emit_fn emit = load_report_lib();
+  if (emit)
+    emit(&in, &out);
+  else
+    emit_raw(&in, &out);
+  if (leaks) hs_munmap(leaks, res.nrecords * sizeof *leaks);
+  hs_leak_result_free(&res);
+  if (hs_opt.error_exitcode && out.shown_blocks) {
+    /* Like valgrind: the process ends with the chosen status. Flush what
+     * exit() would have flushed after us. */
+    fflush(NULL);
+    hs_real._exit((int)hs_opt.error_exitcode);
+  }
+  hs_in_agent = 0;
+}

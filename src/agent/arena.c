@@ -1,0 +1,137 @@
+/* The agent's own memory. Everything comes from mmap so that the agent never
+ * re-enters malloc, and every range is registered so that the leak check
+ * never treats the agent's metadata as a root. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <string.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include "hs.h"
+
+#define MAX_RANGES 8192
+struct range { uintptr_t start, end; };
+static struct range ranges[MAX_RANGES];
+static size_t nranges;
+static hs_lock_t ranges_lock;
+
+static hs_lock_t bump_lock;
+static char *bump_cur, *bump_end;
+#define BUMP_CHUNK (4ul << 20)
+
+void hs_lock_slow(hs_lock_t *l) {
+  for (unsigned spins = 0;; spins++) {
+    int z = 0;
+    if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
+        atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire,
+                                              memory_order_relaxed))
+      return;
+    if (spins < 64)
+      __builtin_ia32_pause();
+    else
+      sched_yield();
+  }
+}
+
+/* ranges_lock is held with all signals blocked: the leak check stops
+ * threads with a signal and then maps memory itself, so no thread may be
+ * stopped while holding this lock. mmap is a system call anyway. */
+static void ranges_lock_take(sigset_t *old) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, old);
+  hs_lock(&ranges_lock);
+}
+static void ranges_lock_drop(const sigset_t *old) {
+  hs_unlock(&ranges_lock);
+  pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+static void add_range(uintptr_t s, uintptr_t e) {
+  sigset_t old;
+  ranges_lock_take(&old);
+  if (nranges < MAX_RANGES) ranges[nranges++] = (struct range){s, e};
+  ranges_lock_drop(&old);
+}
+
+static void del_range(uintptr_t s) {
+  sigset_t old;
+  ranges_lock_take(&old);
+  for (size_t i = 0; i < nranges; i++)
+    if (ranges[i].start == s) {
+      ranges[i] = ranges[--nranges];
+      break;
+    }
+  ranges_lock_drop(&old);
+}
+
+static size_t page_round(size_t n) {
+  size_t pg = 4096;
+  return (n + pg - 1) & ~(pg - 1);
+}
+
+void *hs_mmap(size_t size) {
+  size = page_round(size);
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  add_range((uintptr_t)p, (uintptr_t)p + size);
+  return p;
+}
+
+void hs_register_own_range(uintptr_t start, uintptr_t end) { add_range(start, end); }
+
+void hs_munmap(void *p, size_t size) {
+  if (!p) return;
+  del_range((uintptr_t)p);
+  munmap(p, page_round(size));
+}
+
+void *hs_alloc(size_t size) {
+  size = (size + 15) & ~(size_t)15;
+  if (size > BUMP_CHUNK / 4) return hs_mmap(size);
+  hs_lock(&bump_lock);
+  if (!bump_cur || (size_t)(bump_end - bump_cur) < size) {
+    char *c = hs_mmap(BUMP_CHUNK);
+    if (!c) {
+      hs_unlock(&bump_lock);
+      return NULL;
+    }
+    bump_cur = c;
+    bump_end = c + BUMP_CHUNK;
+  }
+  void *r = bump_cur;
+  bump_cur += size;
+  hs_unlock(&bump_lock);
+  return r;
+}
+
+char *hs_strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = hs_alloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+int hs_is_own_memory(uintptr_t start, uintptr_t end) {
+  sigset_t old;
+  int r = 0;
+  ranges_lock_take(&old);
+  for (size_t i = 0; i < nranges && !r; i++)
+    if (start < ranges[i].end && end > ranges[i].start) r = 1;
+  ranges_lock_drop(&old);
+  return r;
+}
+
+/* fork() while another thread holds one of these locks would leave it held
+ * forever in the child. */
+void hs_arena_atfork_prepare(void) {
+  hs_lock(&bump_lock);
+  hs_lock(&ranges_lock);
+}
+void hs_arena_atfork_release(void) {
+  hs_unlock(&ranges_lock);
+  hs_unlock(&bump_lock);
+}

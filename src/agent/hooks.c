@@ -1,0 +1,318 @@
+/* Interposition: the malloc family and every C++ operator new/delete.
+ * Each hook forwards to the real allocator and records the block in the
+ * live-block table with its call stack. The fast path is a flag test; all
+ * recording lives in the out-of-line record/forget functions. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hs.h"
+
+struct hs_real hs_real;
+HS_TLS int hs_in_agent;
+atomic_int hs_active;
+struct hs_totals hs_totals;
+atomic_uintptr_t hs_arena_heaps[HS_MAX_ARENA_HEAPS];
+static int real_is_glibc;
+
+/* dlsym may call calloc before the real allocator is known: serve those
+ * calls from a static pool. Its blocks are never freed nor tracked. */
+static char bootstrap_pool[64 << 10] __attribute__((aligned(64)));
+static atomic_size_t bootstrap_used;
+static int resolving;
+
+static void *bootstrap_alloc(size_t n) {
+  n = (n + 63) & ~(size_t)63;
+  size_t off = atomic_fetch_add(&bootstrap_used, n);
+  if (off + n > sizeof bootstrap_pool) return NULL;
+  return bootstrap_pool + off;
+}
+static inline int is_bootstrap(const void *p) {
+  return (const char *)p >= bootstrap_pool && (const char *)p < bootstrap_pool + sizeof bootstrap_pool;
+}
+
+void hs_hooks_resolve(void) {
+  if (hs_real.malloc || resolving) return;
+  resolving = 1;
+#define R(name) hs_real.name = (__typeof__(hs_real.name))dlsym(RTLD_NEXT, #name)
+  R(free); R(calloc); R(realloc); R(reallocarray); R(posix_memalign); R(aligned_alloc);
+  R(memalign); R(valloc); R(pvalloc); R(malloc_usable_size); R(_exit); R(_Exit);
+  R(pthread_create);
+#undef R
+  void *m = dlsym(RTLD_NEXT, "malloc");
+  void *glibc_m = dlsym(RTLD_NEXT, "__libc_malloc");
+  real_is_glibc = m && m == glibc_m;
+  hs_real.malloc = (void *(*)(size_t))m;
+  resolving = 0;
+}
+
+/* ---- accounting ------------------------------------------------------- */
+
+static void account_alloc(size_t size) {
+  atomic_fetch_add_explicit(&hs_totals.allocs, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&hs_totals.bytes, size, memory_order_relaxed);
+  long cur = atomic_fetch_add_explicit(&hs_totals.cur_bytes, (long)size, memory_order_relaxed) + (long)size;
+  long blk = atomic_fetch_add_explicit(&hs_totals.cur_blocks, 1, memory_order_relaxed) + 1;
+  long pk = atomic_load_explicit(&hs_totals.peak_bytes, memory_order_relaxed);
+  while (cur > pk && !atomic_compare_exchange_weak_explicit(&hs_totals.peak_bytes, &pk, cur,
+                                                             memory_order_relaxed, memory_order_relaxed))
+    ;
+  long pb = atomic_load_explicit(&hs_totals.peak_blocks, memory_order_relaxed);
+  while (blk > pb && !atomic_compare_exchange_weak_explicit(&hs_totals.peak_blocks, &pb, blk,
+                                                             memory_order_relaxed, memory_order_relaxed))
+    ;
+}
+
+static void note_arena_heap(uintptr_t p) {
+  /* glibc chunk header: bit 2 of the size word marks a non-main arena,
+   * whose heap is a 64 MiB-aligned mapping. Remember it so that the leak
+   * check never scans the allocator's free memory as a root. */
+  uintptr_t hdr = ((const uintptr_t *)p)[-1];
+  if (!(hdr & 4) || (hdr & 2)) return;
+  uintptr_t base = p & ~(HS_ARENA_HEAP_SIZE - 1);
+  static HS_TLS uintptr_t last;
+  if (base == last) return;
+  last = base;
+  for (unsigned i = 0; i < HS_MAX_ARENA_HEAPS; i++) {
+    uintptr_t v = atomic_load_explicit(&hs_arena_heaps[i], memory_order_relaxed);
+    if (v == base) return;
+    if (!v) {
+      uintptr_t z = 0;
+      if (atomic_compare_exchange_strong(&hs_arena_heaps[i], &z, base) || z == base) return;
+    }
+  }
+}
+
+static HS_COLD void record(void *p, size_t size) {
+  hs_in_agent = 1;
+  uintptr_t frames[HS_MAX_FRAMES];
+  unsigned n = hs_unwind(frames, (unsigned)hs_opt.max_frames);
+  uint32_t id = hs_depot_put(frames, n);
+  hs_table_insert((uintptr_t)p, hs_meta(size, id));
+  if (real_is_glibc) note_arena_heap((uintptr_t)p);
+  account_alloc(size);
+  hs_in_agent = 0;
+}
+
+static inline void on_alloc(void *p, size_t size) {
+  if (HS_LIKELY(p != NULL) && HS_LIKELY(atomic_load_explicit(&hs_active, memory_order_relaxed)) &&
+      !hs_in_agent)
+    record(p, size);
+}
+
+static HS_COLD void forget(void *p) {
+  uint64_t meta;
+  if (hs_table_remove((uintptr_t)p, &meta)) {
+    atomic_fetch_add_explicit(&hs_totals.frees, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&hs_totals.cur_bytes, (long)hs_meta_size(meta), memory_order_relaxed);
+    atomic_fetch_sub_explicit(&hs_totals.cur_blocks, 1, memory_order_relaxed);
+  }
+}
+
+/* The block must leave the table before the memory returns to the
+ * allocator: another thread may be handed the same address at once. */
+static inline void on_free(void *p) {
+  if (atomic_load_explicit(&hs_active, memory_order_relaxed)) forget(p);
+}
+
+#define ENSURE_REAL()                                                                  \
+  do {                                                                                 \
+    if (HS_UNLIKELY(!hs_real.malloc)) hs_hooks_resolve();                              \
+  } while (0)
+
+/* ---- the C allocator ---------------------------------------------------- */
+
+HS_EXPORT void *malloc(size_t size) {
+  ENSURE_REAL();
+  if (HS_UNLIKELY(!hs_real.malloc)) return bootstrap_alloc(size);
+  void *p = hs_real.malloc(size);
+  on_alloc(p, size);
+  return p;
+}
+
+HS_EXPORT void free(void *p) {
+  if (!p || HS_UNLIKELY(is_bootstrap(p))) return;
+  ENSURE_REAL();
+  on_free(p);
+  hs_real.free(p);
+}
+
+HS_EXPORT void *calloc(size_t n, size_t size) {
+  ENSURE_REAL();
+  if (HS_UNLIKELY(!hs_real.calloc)) {
+    size_t t;
+    if (__builtin_mul_overflow(n, size, &t)) return NULL;
+    return bootstrap_alloc(t); /* static memory is already zero */
+  }
+  void *p = hs_real.calloc(n, size);
+  on_alloc(p, n * size);
+  return p;
+}
+
+static void *do_realloc(void *old, size_t size) {
+  ENSURE_REAL();
+  if (HS_UNLIKELY(is_bootstrap(old))) {
+    void *p = malloc(size);
+    if (p) memcpy(p, old, size); /* bootstrap blocks are small; over-read stays in the pool */
+    return p;
+  }
+  if (!old) return malloc(size);
+  uint64_t meta = 0;
+  int had = 0;
+  int active = atomic_load_explicit(&hs_active, memory_order_relaxed);
+  if (active) had = hs_table_remove((uintptr_t)old, &meta);
+  void *p = hs_real.realloc(old, size);
+  if (!p && size) {
+    if (had) hs_table_insert((uintptr_t)old, meta); /* old block is still live */
+    return NULL;
+  }
+  if (had) {
+    atomic_fetch_add_explicit(&hs_totals.frees, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&hs_totals.cur_bytes, (long)hs_meta_size(meta), memory_order_relaxed);
+    atomic_fetch_sub_explicit(&hs_totals.cur_blocks, 1, memory_order_relaxed);
+  }
+  on_alloc(p, size);
+  return p;
+}
+
+HS_EXPORT void *realloc(void *old, size_t size) { return do_realloc(old, size); }
+
+HS_EXPORT void *reallocarray(void *old, size_t n, size_t size) {
+  size_t t;
+  if (__builtin_mul_overflow(n, size, &t)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return do_realloc(old, t);
+}
+
+HS_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
+  ENSURE_REAL();
+  int r = hs_real.posix_memalign(out, align, size);
+  if (r == 0) on_alloc(*out, size);
+  return r;
+}
+
+HS_EXPORT void *aligned_alloc(size_t align, size_t size) {
+  ENSURE_REAL();
+  void *p = hs_real.aligned_alloc(align, size);
+  on_alloc(p, size);
+  return p;
+}
+
+HS_EXPORT void *memalign(size_t align, size_t size) {
+  ENSURE_REAL();
+  void *p = hs_real.memalign(align, size);
+  on_alloc(p, size);
+  return p;
+}
+
+HS_EXPORT void *valloc(size_t size) {
+  ENSURE_REAL();
+  void *p = hs_real.valloc(size);
+  on_alloc(p, size);
+  return p;
+}
+
+HS_EXPORT void *pvalloc(size_t size) {
+  ENSURE_REAL();
+  void *p = hs_real.pvalloc(size);
+  on_alloc(p, size);
+  return p;
+}
+
+HS_EXPORT size_t malloc_usable_size(void *p) {
+  if (!p) return 0;
+  if (is_bootstrap(p)) return 0;
+  ENSURE_REAL();
+  return hs_real.malloc_usable_size(p);
+}
+
+/* ---- C++ operator new and delete ------------------------------------
+ * new is malloc plus the C++ failure protocol (new_handler, bad_alloc).
+ * The success path calls the real allocator directly; only on failure do we
+ * defer to libstdc++'s own operator, which knows the protocol, with the
+ * agent's guard set so its internal malloc is not recorded twice. */
+typedef void *(*new_fn)(size_t);
+typedef void *(*new_al_fn)(size_t, size_t);
+
+static void unguard(int *g) { hs_in_agent = *g; }
+
+static HS_COLD void *new_slow(const char *sym, size_t size) {
+  new_fn f = (new_fn)dlsym(RTLD_NEXT, sym);
+  if (!f) return NULL;
+  int saved __attribute__((cleanup(unguard))) = hs_in_agent;
+  hs_in_agent = 1;
+  return f(size);
+}
+static HS_COLD void *new_al_slow(const char *sym, size_t size, size_t al) {
+  new_al_fn f = (new_al_fn)dlsym(RTLD_NEXT, sym);
+  if (!f) return NULL;
+  int saved __attribute__((cleanup(unguard))) = hs_in_agent;
+  hs_in_agent = 1;
+  return f(size, al);
+}
+
+static inline void *new_impl(size_t size, const char *sym, int nothrow) {
+  ENSURE_REAL();
+  void *p = hs_real.malloc(size ? size : 1);
+  if (HS_UNLIKELY(!p)) {
+    p = nothrow ? NULL : new_slow(sym, size);
+    if (!p) return NULL;
+  }
+  on_alloc(p, size);
+  return p;
+}
+
+static inline void *new_al_impl(size_t size, size_t al, const char *sym, int nothrow) {
+  ENSURE_REAL();
+  void *p = hs_real.memalign(al, size ? size : 1);
+  if (HS_UNLIKELY(!p)) {
+    p = nothrow ? NULL : new_al_slow(sym, size, al);
+    if (!p) return NULL;
+  }
+  on_alloc(p, size);
+  return p;
+}
+
+#define NOTHROW_T const void *
+HS_EXPORT void *_Znwm(size_t n) { return new_impl(n, "_Znwm", 0); }
+HS_EXPORT void *_Znam(size_t n) { return new_impl(n, "_Znam", 0); }
+HS_EXPORT void *_ZnwmRKSt9nothrow_t(size_t n, NOTHROW_T t) { (void)t; return new_impl(n, NULL, 1); }
+HS_EXPORT void *_ZnamRKSt9nothrow_t(size_t n, NOTHROW_T t) { (void)t; return new_impl(n, NULL, 1); }
+HS_EXPORT void *_ZnwmSt11align_val_t(size_t n, size_t al) { return new_al_impl(n, al, "_ZnwmSt11align_val_t", 0); }
+HS_EXPORT void *_ZnamSt11align_val_t(size_t n, size_t al) { return new_al_impl(n, al, "_ZnamSt11align_val_t", 0); }
+HS_EXPORT void *_ZnwmSt11align_val_tRKSt9nothrow_t(size_t n, size_t al, NOTHROW_T t) { (void)t; return new_al_impl(n, al, NULL, 1); }
+HS_EXPORT void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t n, size_t al, NOTHROW_T t) { (void)t; return new_al_impl(n, al, NULL, 1); }
+
+#define DEL(name, ...) HS_EXPORT void name(void *p, ##__VA_ARGS__)
+DEL(_ZdlPv) { free(p); }
+DEL(_ZdaPv) { free(p); }
+DEL(_ZdlPvm, size_t n) { (void)n; free(p); }
+DEL(_ZdaPvm, size_t n) { (void)n; free(p); }
+DEL(_ZdlPvRKSt9nothrow_t, NOTHROW_T t) { (void)t; free(p); }
+DEL(_ZdaPvRKSt9nothrow_t, NOTHROW_T t) { (void)t; free(p); }
+DEL(_ZdlPvSt11align_val_t, size_t al) { (void)al; free(p); }
+DEL(_ZdaPvSt11align_val_t, size_t al) { (void)al; free(p); }
+DEL(_ZdlPvmSt11align_val_t, size_t n, size_t al) { (void)n; (void)al; free(p); }
+DEL(_ZdaPvmSt11align_val_t, size_t n, size_t al) { (void)n; (void)al; free(p); }
+DEL(_ZdlPvSt11align_val_tRKSt9nothrow_t, size_t al, NOTHROW_T t) { (void)al; (void)t; free(p); }
+DEL(_ZdaPvSt11align_val_tRKSt9nothrow_t, size_t al, NOTHROW_T t) { (void)al; (void)t; free(p); }
+
+/* ---- process exit through _exit/_Exit (exit() reaches the agent through
+ * its exit handler in agent.c) ------------------------------------------ */
+HS_EXPORT void _exit(int status) {
+  ENSURE_REAL();
+  hs_report_at_exit(status, (uintptr_t)__builtin_frame_address(0));
+  hs_real._exit(status);
+}
+
+HS_EXPORT void _Exit(int status) {
+  ENSURE_REAL();
+  hs_report_at_exit(status, (uintptr_t)__builtin_frame_address(0));
+  hs_real._Exit(status);
+}

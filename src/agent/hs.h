@@ -1,0 +1,232 @@
+/* Internal declarations of the heapscope agent, grouped by the file that
+ * defines them. Nothing here is exported: the agent is built with
+ * -fvisibility=hidden and only the interposed symbols and the public API in
+ * include/heapscope.h are visible. */
+#ifndef HS_H
+#define HS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define HS_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define HS_TLS __attribute__((tls_model("initial-exec"))) __thread
+#define HS_COLD __attribute__((noinline, cold))
+#define HS_EXPORT __attribute__((visibility("default")))
+
+/* ---- options.c --------------------------------------------------------- */
+/* One table generates the struct, the defaults, the parser and the dump.
+ * X(name, type, default, help). Types: BOOL, INT, SIZE, STR, KINDS, ENUM. */
+#define HS_OPTIONS(X)                                                          \
+  X(mode, MODE, 0, "full|sample: record every allocation, or sample by bytes") \
+  X(sample_rate, SIZE, 524288, "mean bytes between samples in sample mode")    \
+  X(leak_check, LEAKCHECK, 2, "full|summary|no")                               \
+  X(show_leak_kinds, KINDS, 7, "definite,indirect,possible,reachable|all")     \
+  X(suppressions, STR, NULL, "suppression files, ':'-separated")               \
+  X(error_exitcode, INT, 0, "exit status when shown leaks exist (0: off)")     \
+  X(report, STR, NULL, "JSON report path; %p expands to the pid")              \
+  X(follow_children, BOOL, 1, "profile forked and exec'd children")            \
+  X(max_frames, INT, 64, "stack depth recorded")                               \
+  X(root_pid, INT, 0, "pid of the process `heapscope run` started")            \
+  X(log_fd, INT, 2, "file descriptor for the text report")                     \
+  X(default_suppressions, BOOL, 1, "suppress runtime-internal blocks")         \
+  X(quiet, BOOL, 0, "print nothing unless leaks are found")
+
+enum hs_mode { HS_MODE_FULL = 0, HS_MODE_SAMPLE = 1 };
+enum hs_leak_check { HS_LC_NO = 0, HS_LC_SUMMARY = 1, HS_LC_FULL = 2 };
+/* Leak kinds, in valgrind's order of severity. */
+enum hs_kind {
+  HS_DEFINITE = 0,
+  HS_INDIRECT = 1,
+  HS_POSSIBLE = 2,
+  HS_REACHABLE = 3,
+  HS_NKINDS = 4
+};
+#define HS_KIND_BIT(k) (1u << (k))
+
+struct hs_options {
+#define HS_OPT_FIELD(name, type, def, help) HS_OPT_T_##type name;
+#define HS_OPT_T_BOOL int
+#define HS_OPT_T_INT long
+#define HS_OPT_T_SIZE unsigned long
+#define HS_OPT_T_STR const char *
+#define HS_OPT_T_KINDS unsigned
+#define HS_OPT_T_MODE int
+#define HS_OPT_T_LEAKCHECK int
+  HS_OPTIONS(HS_OPT_FIELD)
+#undef HS_OPT_FIELD
+};
+
+extern struct hs_options hs_opt;
+/* Parses "k=v,k=v" into hs_opt. Returns 0, or -1 after printing a one-line
+ * error (unknown key or bad value). Strings point into a copy held by the
+ * agent's arena. */
+int hs_options_parse(const char *s, struct hs_options *o, char *err, size_t errlen);
+void hs_options_defaults(struct hs_options *o);
+unsigned hs_parse_kinds(const char *s, int *ok);
+int hs_parse_size(const char *s, unsigned long *out);
+
+/* ---- log.c: formatted output straight to a file descriptor ------------ */
+/* Supports %s %d %u %ld %lu %zu %x %lx %p %c %%; never allocates. */
+int hs_snprintf(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void hs_dprintf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void hs_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void hs_write_all(int fd, const char *buf, size_t len);
+
+/* ---- arena.c: the agent's own memory, never from malloc --------------- */
+void *hs_mmap(size_t size);             /* zeroed, page-granular, registered */
+void hs_munmap(void *p, size_t size);
+void *hs_alloc(size_t size);            /* bump allocation, never freed; 16-aligned */
+char *hs_strdup(const char *s);
+/* Is [p, p+len) inside memory the agent mapped for itself? */
+int hs_is_own_memory(uintptr_t start, uintptr_t end);
+void hs_register_own_range(uintptr_t start, uintptr_t end);
+void hs_arena_atfork_prepare(void);
+void hs_arena_atfork_release(void);
+
+/* ---- spin locks (hs.h inline) ----------------------------------------- */
+typedef struct { atomic_int v; } hs_lock_t;
+void hs_lock_slow(hs_lock_t *l);
+static inline void hs_lock(hs_lock_t *l) {
+  int z = 0;
+  if (HS_LIKELY(atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire,
+                                                      memory_order_relaxed)))
+    return;
+  hs_lock_slow(l);
+}
+static inline void hs_unlock(hs_lock_t *l) { atomic_store_explicit(&l->v, 0, memory_order_release); }
+
+/* ---- depot.c: deduplicated call stacks, 32-bit ids --------------------- */
+#define HS_MAX_FRAMES 256
+#define HS_STACK_NONE 0u
+/* Returns the id of the stack (frames[0] = leaf return address); 0 when
+ * n == 0 or the depot is full. */
+uint32_t hs_depot_put(const uintptr_t *frames, unsigned n);
+/* Frames of a stack; *n receives the count. NULL for an unknown id. */
+const uintptr_t *hs_depot_get(uint32_t id, unsigned *n);
+uint32_t hs_depot_count(void);
+void hs_depot_lock(void);
+void hs_depot_unlock(void);
+
+/* ---- unwind.c: capture the current call stack ------------------------- */
+/* Fills frames (leaf first), without the agent's own frames. */
+unsigned hs_unwind(uintptr_t *frames, unsigned max);
+void hs_unwind_init(void);
+extern uintptr_t hs_self_text_start, hs_self_text_end;
+
+/* ---- table.c: live blocks --------------------------------------------- */
+/* meta: bits 0..23 stack id, bit 24 ignored, bits 25..63 size. */
+#define HS_META_STACK_BITS 24
+#define HS_META_IGNORED (1ull << 24)
+#define HS_META_SIZE_SHIFT 25
+#define HS_META_MAX_SIZE ((1ull << (64 - HS_META_SIZE_SHIFT)) - 1)
+#define HS_MAX_STACK_ID ((1u << HS_META_STACK_BITS) - 1)
+static inline uint64_t hs_meta(size_t size, uint32_t stack) {
+  uint64_t s = size > HS_META_MAX_SIZE ? HS_META_MAX_SIZE : size;
+  return (s << HS_META_SIZE_SHIFT) | (stack & HS_MAX_STACK_ID);
+}
+static inline size_t hs_meta_size(uint64_t m) { return (size_t)(m >> HS_META_SIZE_SHIFT); }
+static inline uint32_t hs_meta_stack(uint64_t m) { return (uint32_t)(m & HS_MAX_STACK_ID); }
+
+void hs_table_insert(uintptr_t addr, uint64_t meta);
+/* Removes addr; returns 1 and its meta when it was live. */
+int hs_table_remove(uintptr_t addr, uint64_t *meta);
+int hs_table_lookup(uintptr_t addr, uint64_t *meta);
+int hs_table_set_flag(uintptr_t addr, uint64_t flag);
+void hs_table_lock_all(void);
+void hs_table_unlock_all(void);
+/* Calls fn for every live block; caller holds all locks. */
+void hs_table_foreach(void (*fn)(uintptr_t addr, uint64_t meta, void *arg), void *arg);
+size_t hs_table_count(void);
+
+/* ---- hooks.c ----------------------------------------------------------- */
+struct hs_real {
+  void *(*malloc)(size_t);
+  void (*free)(void *);
+  void *(*calloc)(size_t, size_t);
+  void *(*realloc)(void *, size_t);
+  void *(*reallocarray)(void *, size_t, size_t);
+  int (*posix_memalign)(void **, size_t, size_t);
+  void *(*aligned_alloc)(size_t, size_t);
+  void *(*memalign)(size_t, size_t);
+  void *(*valloc)(size_t);
+  void *(*pvalloc)(size_t);
+  size_t (*malloc_usable_size)(void *);
+  void (*_exit)(int) __attribute__((noreturn));
+  void (*_Exit)(int) __attribute__((noreturn));
+  int (*pthread_create)(void *, const void *, void *(*)(void *), void *);
+};
+extern struct hs_real hs_real;
+/* Per-thread recursion guard: set while the agent itself runs, so that
+ * allocations made by the agent's libraries are passed through untracked. */
+extern HS_TLS int hs_in_agent;
+/* 0 before init and after the exit report; 1 while tracking. */
+extern atomic_int hs_active;
+struct hs_totals {
+  atomic_ulong allocs, frees, bytes;
+  atomic_long cur_bytes, cur_blocks, peak_bytes, peak_blocks;
+};
+extern struct hs_totals hs_totals;
+void hs_hooks_resolve(void);
+/* glibc non-main arena heaps seen, for excluding allocator memory from roots. */
+#define HS_MAX_ARENA_HEAPS 1024
+extern atomic_uintptr_t hs_arena_heaps[HS_MAX_ARENA_HEAPS];
+#define HS_ARENA_HEAP_SIZE (64ul << 20)
+
+/* ---- threads.c: registry and stop-the-world --------------------------- */
+struct hs_thread {
+  struct hs_thread *next;
+  pid_t tid;
+  int alive;
+  uintptr_t stack_lo, stack_hi; /* from pthread_getattr_np */
+  uintptr_t final_sp;           /* where a dead thread's live frames ended */
+};
+void hs_threads_init(void);
+void hs_threads_after_fork_child(void);
+void hs_threads_lock(void);
+void hs_threads_unlock(void);
+struct hs_thread *hs_threads_list(void);
+
+#define HS_NGREGS 18
+struct hs_stopped {
+  pid_t tid;
+  int stopped;              /* handler ran and saved registers */
+  uintptr_t sp;
+  uintptr_t regs[HS_NGREGS];
+};
+/* Stops every other thread of the process; fills *out (from hs_mmap).
+ * Returns the count. Threads that do not answer within the deadline are
+ * returned with stopped == 0. */
+size_t hs_stop_world(struct hs_stopped **out);
+void hs_resume_world(void);
+
+/* ---- leakcheck.c ------------------------------------------------------- */
+struct hs_leak_record {
+  uint32_t stack;
+  uint8_t kind;
+  uint64_t bytes, blocks;
+  uint64_t indirect_bytes, indirect_blocks;
+  uintptr_t first_addr; /* lowest block address, for stable ordering */
+  uint64_t max_offset;  /* possibly lost: largest interior offset seen */
+};
+struct hs_leak_result {
+  struct hs_leak_record *records; /* hs_mmap'd */
+  size_t nrecords, records_cap;
+  uint64_t bytes[HS_NKINDS], blocks[HS_NKINDS];
+  uint64_t scanned_bytes;
+  size_t nthreads, nthreads_unstopped;
+};
+/* Runs the whole check: stop the world, scan, classify, resume. sp is the
+ * calling thread's stack pointer at the public entry point (frames below it
+ * belong to the agent and are not roots). */
+int hs_leak_check(struct hs_leak_result *res, uintptr_t sp);
+void hs_leak_result_free(struct hs_leak_result *res);
+
+/* ---- agent.c ----------------------------------------------------------- */
+void hs_report_at_exit(int status, uintptr_t sp);
+int hs_is_root_process(void);
+
+#endif

@@ -1,0 +1,544 @@
+/* The leak check, in LeakSanitizer's order: lock the block table, stop the
+ * world, collect roots, flood fill, gather cliques of lost blocks, group by
+ * stack, resume. The classification follows valgrind memcheck exactly (see
+ * doc/leak-check.md):
+ *   - a word in a root equal to a block's start (or matching one of
+ *     memcheck's default heuristics for interior pointers) makes the block
+ *     Reachable; any other pointer into it makes it Possible;
+ *   - blocks found while scanning a Possible block are Possible at best;
+ *   - every still-Unreached block, in address order, leads a clique: the
+ *     Unreached blocks it reaches (by any pointer) become IndirectLeak and
+ *     their bytes are added to the leader, which is definitely lost.
+ * Nothing here calls malloc: other threads are stopped and may hold the
+ * allocator's locks. Working memory comes from hs_mmap. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hs.h"
+
+enum { UNREACHED = 0, POSSIBLE, REACHABLE, INDIRECT };
+#define F_PENDING 1
+#define F_LEADER 2
+
+struct blk {
+  uintptr_t addr;
+  uint64_t size;
+  uint32_t stack;
+  uint8_t state, flags, ignored, pad;
+};
+
+struct map {
+  uintptr_t start, end;
+  unsigned r : 1, w : 1, x : 1, file : 1, special : 1, device : 1, heap : 1;
+};
+
+static struct {
+  struct blk *b;
+  size_t n, cap;
+  uintptr_t lo, hi;           /* [lowest block start, highest block end) */
+  uint64_t *pg_key;           /* page hash: key = page number + 1 */
+  uint32_t *pg_val;           /* index of the first block starting in the page */
+  size_t pg_mask;
+  uint32_t *stack;            /* mark stack */
+  size_t sp;
+  uint64_t *ind_bytes, *ind_blocks; /* per clique leader */
+  uint64_t *max_off;          /* largest interior offset that reached a Possible block */
+  struct map *maps;
+  size_t nmaps;
+  uint64_t scanned;
+} C;
+
+/* ---- collecting blocks -------------------------------------------------- */
+
+static void collect(uintptr_t addr, uint64_t meta, void *arg) {
+  (void)arg;
+  if (C.n >= C.cap) return;
+  struct blk *b = &C.b[C.n++];
+  b->addr = addr;
+  b->size = hs_meta_size(meta);
+  b->stack = hs_meta_stack(meta);
+  b->state = UNREACHED;
+  b->flags = 0;
+  b->ignored = (meta & HS_META_IGNORED) != 0;
+}
+
+/* LSD radix sort on the address, 16 bits at a time (addresses are < 2^48). */
+static int sort_blocks(void) {
+  struct blk *tmp = hs_mmap(C.n * sizeof *tmp);
+  size_t *cnt = hs_mmap(65536 * sizeof *cnt);
+  if (!tmp || !cnt) return -1;
+  struct blk *src = C.b, *dst = tmp;
+  for (int shift = 0; shift < 48; shift += 16) {
+    memset(cnt, 0, 65536 * sizeof *cnt);
+    for (size_t i = 0; i < C.n; i++) cnt[(src[i].addr >> shift) & 0xffff]++;
+    size_t sum = 0;
+    for (size_t k = 0; k < 65536; k++) {
+      size_t c = cnt[k];
+      cnt[k] = sum;
+      sum += c;
+    }
+    for (size_t i = 0; i < C.n; i++) dst[cnt[(src[i].addr >> shift) & 0xffff]++] = src[i];
+    struct blk *t = src;
+    src = dst;
+    dst = t;
+  }
+  /* Three passes: the sorted data is in tmp. */
+  hs_munmap(C.b, C.cap * sizeof *C.b);
+  C.b = src;
+  C.cap = C.n;
+  hs_munmap(cnt, 65536 * sizeof *cnt);
+  return 0;
+}
+
+static inline size_t pg_hash(uint64_t key) { return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20); }
+
+static int build_page_index(void) {
+  size_t pages = 0;
+  uint64_t last = ~0ull;
+  for (size_t i = 0; i < C.n; i++)
+    if ((C.b[i].addr >> 12) != last) {
+      last = C.b[i].addr >> 12;
+      pages++;
+    }
+  size_t cap = 1024;
+  while (cap < pages * 2) cap <<= 1;
+  C.pg_key = hs_mmap(cap * sizeof *C.pg_key);
+  C.pg_val = hs_mmap(cap * sizeof *C.pg_val);
+  if (!C.pg_key || !C.pg_val) return -1;
+  C.pg_mask = cap - 1;
+  last = ~0ull;
+  for (size_t i = 0; i < C.n; i++) {
+    uint64_t pg = C.b[i].addr >> 12;
+    if (pg == last) continue;
+    last = pg;
+    size_t h = pg_hash(pg + 1) & C.pg_mask;
+    while (C.pg_key[h]) h = (h + 1) & C.pg_mask;
+    C.pg_key[h] = pg + 1;
+    C.pg_val[h] = (uint32_t)i;
+  }
+  return 0;
+}
+
+static long page_first(uint64_t pg) {
+  size_t h = pg_hash(pg + 1) & C.pg_mask;
+  for (;;) {
+    uint64_t k = C.pg_key[h];
+    if (!k) return -1;
+    if (k == pg + 1) return C.pg_val[h];
+    h = (h + 1) & C.pg_mask;
+  }
+}
+
+/* Index of the last block starting at or before v within [lo, hi). */
+static long last_le(uintptr_t v, long lo, long hi) {
+  while (lo < hi) {
+    long mid = lo + (hi - lo) / 2;
+    if (C.b[mid].addr <= v)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo - 1;
+}
+
+/* The block that v points into (or at, for a zero-sized block), or -1. */
+static inline long find_block(uintptr_t v) {
+  if (v < C.lo || v >= C.hi) return -1;
+  long first = page_first(v >> 12), cand;
+  if (first >= 0 && C.b[first].addr <= v) {
+    long end = first + 256 < (long)C.n ? first + 256 : (long)C.n;
+    cand = last_le(v, first, end);
+  } else if (first >= 0) {
+    cand = first - 1;
+  } else {
+    cand = last_le(v, 0, (long)C.n);
+  }
+  if (cand < 0) return -1;
+  const struct blk *b = &C.b[cand];
+  if (v - b->addr < b->size || (b->size == 0 && v == b->addr)) return cand;
+  return -1;
+}
+
+/* ---- memory map ------------------------------------------------------- */
+
+static int read_maps(void) {
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  size_t cap = 1 << 20, len = 0;
+  char *buf = hs_mmap(cap);
+  if (!buf) {
+    close(fd);
+    return -1;
+  }
+  for (;;) {
+    if (len + 4096 > cap) {
+      char *nb = hs_mmap(cap * 2);
+      if (!nb) break;
+      memcpy(nb, buf, len);
+      hs_munmap(buf, cap);
+      buf = nb;
+      cap *= 2;
+    }
+    ssize_t r = read(fd, buf + len, cap - len - 1);
+    if (r <= 0) break;
+    len += (size_t)r;
+  }
+  close(fd);
+  buf[len] = 0;
+  size_t lines = 0;
+  for (size_t i = 0; i < len; i++) lines += buf[i] == '\n';
+  C.maps = hs_mmap((lines + 1) * sizeof *C.maps);
+  if (!C.maps) return -1;
+  C.nmaps = 0;
+  for (char *p = buf; *p;) {
+    char *nl = strchr(p, '\n');
+    if (nl) *nl = 0;
+    struct map m = {0};
+    char *q = p;
+    m.start = 0;
+    while (*q && *q != '-') m.start = m.start * 16 + (uintptr_t)(*q <= '9' ? *q - '0' : (*q | 32) - 'a' + 10), q++;
+    if (*q) q++;
+    while (*q && *q != ' ') m.end = m.end * 16 + (uintptr_t)(*q <= '9' ? *q - '0' : (*q | 32) - 'a' + 10), q++;
+    if (*q) q++;
+    m.r = q[0] == 'r';
+    m.w = q[1] == 'w';
+    m.x = q[2] == 'x';
+    /* skip perms, offset, dev, inode to the path */
+    for (int f = 0; f < 4 && *q; f++) {
+      while (*q && *q != ' ') q++;
+      while (*q == ' ') q++;
+    }
+    if (*q == '/') {
+      m.file = 1;
+      if (!strncmp(q, "/dev/", 5) && strncmp(q, "/dev/zero", 9)) m.device = 1;
+    } else if (*q == '[') {
+      if (!strncmp(q, "[heap]", 6)) m.heap = 1;
+      else if (strncmp(q, "[stack", 6) && strncmp(q, "[anon", 5)) m.special = 1; /* vdso, vvar, vsyscall */
+    }
+    C.maps[C.nmaps++] = m;
+    if (!nl) break;
+    p = nl + 1;
+  }
+  hs_munmap(buf, cap);
+  return 0;
+}
+
+static const struct map *map_of(uintptr_t a) {
+  size_t lo = 0, hi = C.nmaps;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (C.maps[mid].end <= a)
+      lo = mid + 1;
+    else if (C.maps[mid].start > a)
+      hi = mid;
+    else
+      return &C.maps[mid];
+  }
+  return NULL;
+}
+
+/* ---- memcheck's interior-pointer heuristics (all on by default) ------- */
+
+static int is_vtable(uintptr_t p) {
+  const struct map *m = map_of(p);
+  if (!m || !m->file || !m->r) return 0;
+  uintptr_t max = p + 20 * sizeof(uintptr_t);
+  if (max > m->end - sizeof(uintptr_t)) max = m->end - sizeof(uintptr_t);
+  int fns = 0;
+  for (uintptr_t s = p; s <= max; s += sizeof(uintptr_t)) {
+    uintptr_t f = *(const uintptr_t *)s;
+    if (!f) continue;
+    const struct map *fm = map_of(f);
+    if (!fm || !fm->file || !fm->x) return 0;
+    if (++fns == 2) return 1;
+  }
+  return 0;
+}
+
+static int heuristic(uintptr_t ptr, const struct blk *b) {
+  const uintptr_t *w = (const uintptr_t *)b->addr;
+  uint64_t off = ptr - b->addr;
+  /* std::string (pre-C++11 ABI): length, capacity, refcount, chars. */
+  if (off == 24 && b->size >= 16) {
+    uint64_t capacity = w[1];
+    if (24 + capacity + 1 == b->size && w[0] <= capacity) return 1;
+  }
+  /* length64: a 64-bit length of the rest, then the data (sqlite). */
+  if (off == 8 && b->size >= 8 && w[0] > 0 && b->size - 8 == w[0]) return 1;
+  /* new[] of objects with destructors: element count, then the array. */
+  if (off == 8 && b->size >= 8 && w[0] > 0 && (b->size - 8) % w[0] == 0) return 1;
+  /* multiple inheritance: a vtable pointer at ptr and at the block start. */
+  if (!(ptr & 7) && off + 8 <= b->size && b->size >= 8) {
+    uintptr_t inner = *(const uintptr_t *)ptr, first = w[0];
+    if (!(inner & 7) && inner >= 4096 && !(first & 7) && first >= 4096 && is_vtable(inner) &&
+        is_vtable(first))
+      return 1;
+  }
+  return 0;
+}
+
+/* ---- marking ------------------------------------------------------------ */
+
+static inline void push(long i) {
+  if (C.b[i].flags & F_PENDING) return;
+  C.b[i].flags |= F_PENDING;
+  C.stack[C.sp++] = (uint32_t)i;
+}
+
+/* A pointer found in a root (prior_definite) or in a block. */
+static void mark_ptr(uintptr_t v, int prior_definite) {
+  long i = find_block(v);
+  if (i < 0) return;
+  struct blk *b = &C.b[i];
+  if (b->state == REACHABLE) return;
+  int start = v == b->addr || heuristic(v, b);
+  if (start && prior_definite) {
+    b->state = REACHABLE;
+    push(i);
+  } else if (b->state == UNREACHED) {
+    b->state = POSSIBLE;
+    if (C.max_off && v - b->addr > C.max_off[i]) C.max_off[i] = v - b->addr;
+    push(i);
+  } else if (C.max_off && v - b->addr > C.max_off[i] && !start) {
+    C.max_off[i] = v - b->addr;
+  }
+}
+
+static void clique_ptr(uintptr_t v, long leader) {
+  long i = find_block(v);
+  if (i < 0 || i == leader || C.b[i].state != UNREACHED) return;
+  push(i);
+  C.ind_bytes[leader] += C.b[i].size + C.ind_bytes[i];
+  C.ind_blocks[leader] += 1 + C.ind_blocks[i];
+  C.ind_bytes[i] = C.ind_blocks[i] = 0;
+  C.b[i].state = INDIRECT;
+}
+
+static sigjmp_buf fault_jmp;
+static volatile uintptr_t fault_addr;
+static void on_fault(int sig, siginfo_t *si, void *uc) {
+  (void)sig;
+  (void)uc;
+  fault_addr = (uintptr_t)si->si_addr;
+  siglongjmp(fault_jmp, 1);
+}
+
+/* Scans [start, end) word by word. Faults (a file mapping past its end, a
+ * page unmapped meanwhile) skip the page. */
+static void scan_range(uintptr_t start, uintptr_t end, int prior_definite, long leader) {
+  volatile uintptr_t p = (start + 7) & ~(uintptr_t)7;
+  end &= ~(uintptr_t)7;
+  if (sigsetjmp(fault_jmp, 1)) p = (fault_addr & ~(uintptr_t)4095) + 4096;
+  while (p < end) {
+    uintptr_t q = p, e = end;
+    for (; q < e; q += 8) {
+      uintptr_t v = *(const uintptr_t *)q;
+      if (v - C.lo >= C.hi - C.lo) continue;
+      if (leader < 0)
+        mark_ptr(v, prior_definite);
+      else
+        clique_ptr(v, leader);
+    }
+    C.scanned += end - p;
+    p = end;
+  }
+}
+
+static void drain(long leader) {
+  while (C.sp) {
+    long i = C.stack[--C.sp];
+    C.b[i].flags &= (uint8_t)~F_PENDING;
+    /* Blocks are process memory: a fault here would be the program's own
+     * corruption; scan_range still protects us. */
+    scan_range(C.b[i].addr, C.b[i].addr + C.b[i].size, C.b[i].state != POSSIBLE, leader);
+  }
+}
+
+/* ---- roots -------------------------------------------------------------- */
+
+static int is_arena_heap(const struct map *m) {
+  for (unsigned i = 0; i < HS_MAX_ARENA_HEAPS; i++) {
+    uintptr_t b = atomic_load_explicit(&hs_arena_heaps[i], memory_order_relaxed);
+    if (!b) break;
+    if (m->start < b + HS_ARENA_HEAP_SIZE && m->end > b) return 1;
+  }
+  return 0;
+}
+
+static int holds_blocks(const struct map *m) {
+  long i = last_le(m->end - 1, 0, (long)C.n);
+  return i >= 0 && C.b[i].addr >= m->start;
+}
+
+static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
+  struct hs_thread *reg = hs_threads_list();
+  for (size_t k = 0; k < C.nmaps; k++) {
+    const struct map *m = &C.maps[k];
+    if (!m->r || !m->w || m->special || m->device || m->heap) continue;
+    if (hs_is_own_memory(m->start, m->end) || is_arena_heap(m) || holds_blocks(m)) continue;
+    uintptr_t from = m->start;
+    int is_stack = 0;
+    /* A live thread's stack: only from its stack pointer up. */
+    if (my_sp >= m->start && my_sp < m->end) {
+      from = my_sp;
+      is_stack = 1;
+    }
+    for (size_t t = 0; t < nth && !is_stack; t++)
+      if (th[t].stopped && th[t].sp >= m->start && th[t].sp < m->end) {
+        from = th[t].sp;
+        is_stack = 1;
+      }
+    /* The stack of a thread that ended (glibc caches them): its frames are
+     * dead, only the top (thread descriptor, static TLS) is live data. A
+     * live thread that did not stop is scanned whole: never a false leak. */
+    for (struct hs_thread *t = reg; t && !is_stack; t = t->next) {
+      if (t->stack_lo >= m->end || t->stack_hi <= m->start) continue;
+      if (!__atomic_load_n(&t->alive, __ATOMIC_ACQUIRE) && t->final_sp > from && t->final_sp < m->end) {
+        from = t->final_sp;
+        is_stack = 1;
+      }
+    }
+    scan_range(from, m->end, 1, -1);
+  }
+  for (size_t t = 0; t < nth; t++)
+    if (th[t].stopped)
+      for (int r = 0; r < HS_NGREGS; r++) mark_ptr(th[t].regs[r], 1);
+}
+
+/* ---- grouping ----------------------------------------------------------- */
+
+static int kind_of(uint8_t state) {
+  switch (state) {
+  case UNREACHED: return HS_DEFINITE;
+  case INDIRECT: return HS_INDIRECT;
+  case POSSIBLE: return HS_POSSIBLE;
+  default: return HS_REACHABLE;
+  }
+}
+
+static int group(struct hs_leak_result *res) {
+  size_t cap = 1024;
+  while (cap < C.n * 2 + 16 && cap < (1ul << 30)) cap <<= 1;
+  uint32_t *h = hs_mmap(cap * sizeof *h); /* index+1 into records */
+  struct hs_leak_record *rec = hs_mmap((C.n + 1) * sizeof *rec);
+  if (!h || !rec) return -1;
+  size_t nrec = 0;
+  for (size_t i = 0; i < C.n; i++) {
+    const struct blk *b = &C.b[i];
+    if (b->ignored) continue;
+    int k = kind_of(b->state);
+    res->bytes[k] += b->size;
+    res->blocks[k]++;
+    uint64_t key = ((uint64_t)b->stack << 2) | (uint64_t)k;
+    size_t s = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
+    while (h[s] && (((uint64_t)rec[h[s] - 1].stack << 2) | rec[h[s] - 1].kind) != key) s = (s + 1) & (cap - 1);
+    if (!h[s]) {
+      h[s] = (uint32_t)++nrec;
+      rec[nrec - 1].stack = b->stack;
+      rec[nrec - 1].kind = (uint8_t)k;
+      rec[nrec - 1].first_addr = b->addr;
+    }
+    struct hs_leak_record *r = &rec[h[s] - 1];
+    r->bytes += b->size;
+    r->blocks++;
+    if (k == HS_DEFINITE) {
+      r->indirect_bytes += C.ind_bytes[i];
+      r->indirect_blocks += C.ind_blocks[i];
+    }
+    if (k == HS_POSSIBLE && C.max_off[i] > r->max_offset) r->max_offset = C.max_off[i];
+  }
+  hs_munmap(h, cap * sizeof *h);
+  res->records = rec;
+  res->nrecords = nrec;
+  res->records_cap = C.n + 1;
+  return 0;
+}
+
+static void release(void) {
+  if (C.b) hs_munmap(C.b, C.cap * sizeof *C.b);
+  if (C.pg_key) hs_munmap(C.pg_key, (C.pg_mask + 1) * sizeof *C.pg_key);
+  if (C.pg_val) hs_munmap(C.pg_val, (C.pg_mask + 1) * sizeof *C.pg_val);
+  if (C.stack) hs_munmap(C.stack, (C.n + 1) * sizeof *C.stack);
+  if (C.ind_bytes) hs_munmap(C.ind_bytes, (C.n + 1) * sizeof *C.ind_bytes);
+  if (C.ind_blocks) hs_munmap(C.ind_blocks, (C.n + 1) * sizeof *C.ind_blocks);
+  if (C.max_off) hs_munmap(C.max_off, (C.n + 1) * sizeof *C.max_off);
+  if (C.maps) hs_munmap(C.maps, (C.nmaps + 1) * sizeof *C.maps);
+  memset(&C, 0, sizeof C);
+}
+
+int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp) {
+  int saved_guard = hs_in_agent;
+  hs_in_agent = 1;
+  memset(res, 0, sizeof *res);
+  memset(&C, 0, sizeof C);
+  int rc = -1;
+
+  hs_threads_lock();
+  hs_table_lock_all();
+  struct hs_stopped *th = NULL;
+  size_t nth = hs_stop_world(&th);
+  for (size_t i = 0; i < nth; i++) res->nthreads_unstopped += !th[i].stopped;
+  res->nthreads = nth + 1;
+
+  C.cap = hs_table_count() + 1;
+  C.b = hs_mmap(C.cap * sizeof *C.b);
+  struct sigaction fa, old_segv, old_bus;
+  memset(&fa, 0, sizeof fa);
+  fa.sa_sigaction = on_fault;
+  fa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigaction(SIGSEGV, &fa, &old_segv);
+  sigaction(SIGBUS, &fa, &old_bus);
+
+  if (!C.b) goto out;
+  hs_table_foreach(collect, NULL);
+  if (C.n && sort_blocks()) goto out;
+  if (read_maps()) goto out;
+  if (C.n) {
+    C.lo = C.b[0].addr;
+    C.hi = 0;
+    for (size_t i = 0; i < C.n; i++) {
+      uintptr_t e = C.b[i].addr + (C.b[i].size ? C.b[i].size : 1);
+      if (e > C.hi) C.hi = e;
+    }
+    C.stack = hs_mmap((C.n + 1) * sizeof *C.stack);
+    C.ind_bytes = hs_mmap((C.n + 1) * sizeof *C.ind_bytes);
+    C.ind_blocks = hs_mmap((C.n + 1) * sizeof *C.ind_blocks);
+    C.max_off = hs_mmap((C.n + 1) * sizeof *C.max_off);
+    if (!C.stack || !C.ind_bytes || !C.ind_blocks || !C.max_off || build_page_index()) goto out;
+
+    /* Blocks the program asked us to ignore are treated as roots. */
+    for (size_t i = 0; i < C.n; i++)
+      if (C.b[i].ignored) {
+        C.b[i].state = REACHABLE;
+        push((long)i);
+      }
+    scan_roots(th, nth, my_sp);
+    drain(-1);
+    for (size_t i = 0; i < C.n; i++)
+      if (C.b[i].state == UNREACHED) {
+        push((long)i);
+        drain((long)i);
+      }
+  }
+  rc = group(res);
+  res->scanned_bytes = C.scanned;
+
+out:
+  sigaction(SIGSEGV, &old_segv, NULL);
+  sigaction(SIGBUS, &old_bus, NULL);
+  hs_resume_world();
+  hs_table_unlock_all();
+  hs_threads_unlock();
+  release();
+  hs_in_agent = saved_guard;
+  return rc;
+}
+
+void hs_leak_result_free(struct hs_leak_result *res) {
+  if (res->records) hs_munmap(res->records, res->records_cap * sizeof *res->records);
+  res->records = NULL;
+}

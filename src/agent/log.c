@@ -1,0 +1,136 @@
+/* Output without malloc or stdio: a tiny formatter into a caller's buffer,
+ * written with write(2). Hooks may run while stdio's locks are held. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hs.h"
+
+static size_t put_u(char *buf, size_t pos, size_t len, unsigned long v, unsigned base, int width,
+                    char pad) {
+  char tmp[32];
+  int n = 0;
+  do {
+    tmp[n++] = "0123456789abcdef"[v % base];
+    v /= base;
+  } while (v);
+  while (n < width && n < (int)sizeof tmp) tmp[n++] = pad;
+  while (n > 0) {
+    if (pos + 1 < len) buf[pos] = tmp[n - 1];
+    pos++;
+    n--;
+  }
+  return pos;
+}
+
+static int hs_vsnprintf(char *buf, size_t len, const char *fmt, va_list ap) {
+  size_t pos = 0;
+  for (const char *p = fmt; *p; p++) {
+    if (*p != '%') {
+      if (pos + 1 < len) buf[pos] = *p;
+      pos++;
+      continue;
+    }
+    p++;
+    char pad = ' ';
+    int width = 0, lng = 0, zu = 0;
+    if (*p == '0') { pad = '0'; p++; }
+    while (*p >= '0' && *p <= '9') width = width * 10 + (*p++ - '0');
+    while (*p == 'l') { lng++; p++; }
+    if (*p == 'z') { zu = 1; p++; }
+    switch (*p) {
+    case 's': {
+      const char *s = va_arg(ap, const char *);
+      if (!s) s = "(null)";
+      for (; *s; s++) {
+        if (pos + 1 < len) buf[pos] = *s;
+        pos++;
+      }
+      break;
+    }
+    case 'c':
+      if (pos + 1 < len) buf[pos] = (char)va_arg(ap, int);
+      pos++;
+      break;
+    case 'd': {
+      long v = lng ? va_arg(ap, long) : va_arg(ap, int);
+      unsigned long u = (unsigned long)v;
+      if (v < 0) {
+        if (pos + 1 < len) buf[pos] = '-';
+        pos++;
+        u = -(unsigned long)v;
+      }
+      pos = put_u(buf, pos, len, u, 10, width, pad);
+      break;
+    }
+    case 'u':
+      pos = put_u(buf, pos, len, (lng || zu) ? va_arg(ap, unsigned long) : va_arg(ap, unsigned), 10,
+                  width, pad);
+      break;
+    case 'x':
+      pos = put_u(buf, pos, len, (lng || zu) ? va_arg(ap, unsigned long) : va_arg(ap, unsigned), 16,
+                  width, pad);
+      break;
+    case 'p':
+      if (pos + 1 < len) buf[pos] = '0';
+      pos++;
+      if (pos + 1 < len) buf[pos] = 'x';
+      pos++;
+      pos = put_u(buf, pos, len, (unsigned long)va_arg(ap, void *), 16, 0, ' ');
+      break;
+    case '%':
+      if (pos + 1 < len) buf[pos] = '%';
+      pos++;
+      break;
+    default: /* unsupported: print verbatim */
+      if (pos + 1 < len) buf[pos] = *p;
+      pos++;
+      if (!*p) p--;
+    }
+  }
+  if (len) buf[pos < len ? pos : len - 1] = 0;
+  return (int)pos;
+}
+
+int hs_snprintf(char *buf, size_t len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = hs_vsnprintf(buf, len, fmt, ap);
+  va_end(ap);
+  return n;
+}
+
+void hs_write_all(int fd, const char *buf, size_t len) {
+  int saved = errno;
+  while (len) {
+    ssize_t w = write(fd, buf, len);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    buf += w;
+    len -= (size_t)w;
+  }
+  errno = saved;
+}
+
+void hs_dprintf(int fd, const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = hs_vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  hs_write_all(fd, buf, n < (int)sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+void hs_warn(const char *fmt, ...) {
+  char buf[1024];
+  int n = hs_snprintf(buf, sizeof buf, "heapscope: warning: ");
+  va_list ap;
+  va_start(ap, fmt);
+  n += hs_vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+  va_end(ap);
+  if (n > (int)sizeof buf - 2) n = sizeof buf - 2;
+  buf[n++] = '\n';
+  hs_write_all(2, buf, (size_t)n);
+}

@@ -1,0 +1,141 @@
+/* The live-block table: address -> (size, stack id, flags), 16 bytes a
+ * block. Sharded by address hash so threads rarely meet on a lock; each shard
+ * is an open-addressing table with linear probing and backward-shift
+ * deletion (no tombstones), grown by doubling into fresh mmap'd memory. */
+#define _GNU_SOURCE
+#include <string.h>
+
+#include "hs.h"
+
+#define SHARD_BITS 9
+#define NSHARDS (1u << SHARD_BITS)
+#define INITIAL_CAP 256
+
+struct slot { uintptr_t addr; uint64_t meta; };
+struct shard {
+  hs_lock_t lock;
+  uint32_t count, cap; /* cap is a power of two, or 0 */
+  struct slot *slots;
+  char pad[64 - sizeof(hs_lock_t) - 8 - sizeof(void *)];
+};
+static struct shard shards[NSHARDS] __attribute__((aligned(64)));
+
+static inline uint64_t mix(uintptr_t a) {
+  uint64_t h = (uint64_t)(a >> 4) * 0x9E3779B97F4A7C15ull;
+  return h ^ (h >> 31);
+}
+static inline struct shard *shard_of(uint64_t h) { return &shards[h >> (64 - SHARD_BITS)]; }
+
+static int grow(struct shard *s) {
+  uint32_t ncap = s->cap ? s->cap * 2 : INITIAL_CAP;
+  struct slot *ns = hs_mmap((size_t)ncap * sizeof *ns);
+  if (!ns) return -1;
+  for (uint32_t i = 0; i < s->cap; i++) {
+    if (!s->slots[i].addr) continue;
+    uint32_t j = (uint32_t)mix(s->slots[i].addr) & (ncap - 1);
+    while (ns[j].addr) j = (j + 1) & (ncap - 1);
+    ns[j] = s->slots[i];
+  }
+  if (s->slots) hs_munmap(s->slots, (size_t)s->cap * sizeof *ns);
+  s->slots = ns;
+  s->cap = ncap;
+  return 0;
+}
+
+void hs_table_insert(uintptr_t addr, uint64_t meta) {
+  uint64_t h = mix(addr);
+  struct shard *s = shard_of(h);
+  hs_lock(&s->lock);
+  if ((s->count + 1) * 4 > s->cap * 3 && grow(s)) {
+    hs_unlock(&s->lock);
+    static atomic_int warned;
+    if (!atomic_exchange(&warned, 1)) hs_warn("out of memory for block metadata; some blocks are untracked");
+    return;
+  }
+  uint32_t mask = s->cap - 1, i = (uint32_t)h & mask;
+  while (s->slots[i].addr && s->slots[i].addr != addr) i = (i + 1) & mask;
+  if (!s->slots[i].addr) s->count++;
+  s->slots[i].addr = addr;
+  s->slots[i].meta = meta;
+  hs_unlock(&s->lock);
+}
+
+int hs_table_remove(uintptr_t addr, uint64_t *meta) {
+  uint64_t h = mix(addr);
+  struct shard *s = shard_of(h);
+  hs_lock(&s->lock);
+  if (!s->cap) {
+    hs_unlock(&s->lock);
+    return 0;
+  }
+  uint32_t mask = s->cap - 1, i = (uint32_t)h & mask;
+  while (s->slots[i].addr && s->slots[i].addr != addr) i = (i + 1) & mask;
+  if (!s->slots[i].addr) {
+    hs_unlock(&s->lock);
+    return 0;
+  }
+  *meta = s->slots[i].meta;
+  /* Backward-shift deletion: move later members of the probe run into the
+   * hole when their home slot is not after the hole. */
+  uint32_t hole = i, j = i;
+  for (;;) {
+    j = (j + 1) & mask;
+    if (!s->slots[j].addr) break;
+    uint32_t home = (uint32_t)mix(s->slots[j].addr) & mask;
+    if (((j - home) & mask) >= ((j - hole) & mask)) {
+      s->slots[hole] = s->slots[j];
+      hole = j;
+    }
+  }
+  s->slots[hole].addr = 0;
+  s->slots[hole].meta = 0;
+  s->count--;
+  hs_unlock(&s->lock);
+  return 1;
+}
+
+static struct slot *find(struct shard *s, uint64_t h, uintptr_t addr) {
+  if (!s->cap) return NULL;
+  uint32_t mask = s->cap - 1, i = (uint32_t)h & mask;
+  while (s->slots[i].addr && s->slots[i].addr != addr) i = (i + 1) & mask;
+  return s->slots[i].addr ? &s->slots[i] : NULL;
+}
+
+int hs_table_lookup(uintptr_t addr, uint64_t *meta) {
+  uint64_t h = mix(addr);
+  struct shard *s = shard_of(h);
+  hs_lock(&s->lock);
+  struct slot *e = find(s, h, addr);
+  if (e) *meta = e->meta;
+  hs_unlock(&s->lock);
+  return e != NULL;
+}
+
+int hs_table_set_flag(uintptr_t addr, uint64_t flag) {
+  uint64_t h = mix(addr);
+  struct shard *s = shard_of(h);
+  hs_lock(&s->lock);
+  struct slot *e = find(s, h, addr);
+  if (e) e->meta |= flag;
+  hs_unlock(&s->lock);
+  return e != NULL;
+}
+
+void hs_table_lock_all(void) {
+  for (unsigned i = 0; i < NSHARDS; i++) hs_lock(&shards[i].lock);
+}
+void hs_table_unlock_all(void) {
+  for (unsigned i = 0; i < NSHARDS; i++) hs_unlock(&shards[i].lock);
+}
+
+void hs_table_foreach(void (*fn)(uintptr_t, uint64_t, void *), void *arg) {
+  for (unsigned i = 0; i < NSHARDS; i++)
+    for (uint32_t j = 0; j < shards[i].cap; j++)
+      if (shards[i].slots[j].addr) fn(shards[i].slots[j].addr, shards[i].slots[j].meta, arg);
+}
+
+size_t hs_table_count(void) {
+  size_t n = 0;
+  for (unsigned i = 0; i < NSHARDS; i++) n += shards[i].count;
+  return n;
+}

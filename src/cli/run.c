@@ -1,0 +1,302 @@
+/* `heapscope run [OPTIONS] -- PROGRAM [ARGS...]`: validates the options,
+ * passes them to the agent through HEAPSCOPE_OPTIONS, starts the program
+ * with the agent preloaded and exits with the program's own status. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../report/suppress.h"
+#include "cli.h"
+
+/* One table, sorted by name: the option, whether it takes a value, help. */
+#define RUN_OPTIONS(X)                                                                          \
+  X("error-exitcode", 1, "N", "exit status when leaks of the shown kinds are found (default: off)") \
+  X("follow-children", 1, "yes|no", "profile forked and exec'd children, each with its own report (yes)") \
+  X("http", 1, "ADDR:PORT", "serve /debug/pprof/ while the program runs (not yet available)")  \
+  X("leak-check", 1, "full|summary|no", "per-stack records, summary only, or none (full)")     \
+  X("max-frames", 1, "N", "stack depth recorded (64)")                                          \
+  X("mode", 1, "full|sample", "record every allocation, or sample by bytes (full)")            \
+  X("output", 1, "DIR", "where profiles are written (not yet available)")                      \
+  X("report", 1, "FILE", "write the JSON report to FILE; %p expands to the pid")               \
+  X("sample-rate", 1, "BYTES", "mean bytes between samples in sample mode (512K)")             \
+  X("show-leak-kinds", 1, "LIST", "definite,indirect,possible,reachable or all (definite,indirect,possible)") \
+  X("snapshot-interval", 1, "SECONDS", "periodic heap snapshots (not yet available)")          \
+  X("suppressions", 1, "FILE", "LSan-style suppression file (repeatable)")
+
+static void run_usage(FILE *f) {
+  fprintf(f, "usage: heapscope run [OPTIONS] -- PROGRAM [ARGS...]\n\n"
+             "Runs PROGRAM with the heapscope agent and reports its leaks at exit.\n\noptions:\n");
+#define X(name, arg, meta, help) fprintf(f, "  --%s=%-18s %s\n", name, meta, help);
+  RUN_OPTIONS(X)
+#undef X
+  fprintf(f, "\nEvery option can also be given as key=value in HEAPSCOPE_OPTIONS (',' separated,\n"
+             "'-' written as '_'), which profiles a program started any other way.\n");
+}
+
+static int file_exists_exec(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
+}
+
+/* Finds PROGRAM the way execvp will, to report a missing one clearly. */
+static int find_program(const char *prog, char *out, size_t len) {
+  if (strchr(prog, '/')) {
+    snprintf(out, len, "%s", prog);
+    return file_exists_exec(prog) ? 0 : -1;
+  }
+  const char *path = getenv("PATH");
+  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+  while (*path) {
+    size_t n = strcspn(path, ":");
+    snprintf(out, len, "%.*s/%s", (int)n, path, prog);
+    if (file_exists_exec(out)) return 0;
+    path += n;
+    if (*path) path++;
+  }
+  return -1;
+}
+
+static int check_report_path(const char *path) {
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == dir)
+    dir[1] = 0;
+  else if (slash)
+    *slash = 0;
+  else
+    snprintf(dir, sizeof dir, ".");
+  struct stat st;
+  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    hs_error("report directory %s does not exist — create it or choose another --report path", dir);
+    return -1;
+  }
+  if (access(dir, W_OK) != 0) {
+    hs_error("cannot write the report in %s: %s — choose another --report path", dir, strerror(errno));
+    return -1;
+  }
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    hs_error("--report %s is a directory — give a file name", path);
+    return -1;
+  }
+  return 0;
+}
+
+static void append_opt(char *buf, size_t len, const char *key, const char *val) {
+  size_t n = strlen(buf);
+  snprintf(buf + n, len - n, "%s%s=%s", n ? "," : "", key, val);
+}
+
+static pid_t child;
+static void forward(int sig) {
+  if (child > 0) kill(child, sig);
+}
+
+int cmd_run(int argc, char **argv) {
+  char opts[16384] = "";
+  const char *env = getenv("HEAPSCOPE_OPTIONS");
+  if (env) snprintf(opts, sizeof opts, "%s", env);
+
+  static const struct option longopts[] = {
+#define X(name, arg, meta, help) {name, arg ? required_argument : no_argument, NULL, 0},
+      RUN_OPTIONS(X)
+#undef X
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  struct hs_supp_list supp = {0};
+  optind = 1;
+  opterr = 0;
+  for (;;) {
+    int idx = -1;
+    int c = getopt_long(argc, argv, "+h", longopts, &idx);
+    if (c == -1) break;
+    if (c == 'h') {
+      run_usage(stdout);
+      return 0;
+    }
+    if (c == '?') {
+      if (optopt)
+        hs_error("option -%c is unknown — see heapscope run --help", optopt);
+      else
+        hs_error("option %s is unknown or lacks its value — see heapscope run --help", argv[optind - 1]);
+      return 2;
+    }
+    const char *name = longopts[idx].name, *val = optarg;
+    char key[64];
+    snprintf(key, sizeof key, "%s", name);
+    for (char *p = key; *p; p++)
+      if (*p == '-') *p = '_';
+    if (!strcmp(name, "http") || !strcmp(name, "output") || !strcmp(name, "snapshot-interval")) {
+      hs_error("--%s is not available in this version of heapscope yet — run without it", name);
+      return 2;
+    }
+    if (!strcmp(name, "mode")) {
+      if (strcmp(val, "full") && strcmp(val, "sample")) {
+        hs_error("--mode must be full or sample, not '%s'", val);
+        return 2;
+      }
+      if (!strcmp(val, "sample")) {
+        hs_error("--mode=sample is not available in this version of heapscope yet — use --mode=full");
+        return 2;
+      }
+    } else if (!strcmp(name, "leak-check")) {
+      if (strcmp(val, "full") && strcmp(val, "summary") && strcmp(val, "no")) {
+        hs_error("--leak-check must be full, summary or no, not '%s'", val);
+        return 2;
+      }
+    } else if (!strcmp(name, "show-leak-kinds")) {
+      int ok;
+      hs_parse_kinds(val, &ok);
+      if (!ok) {
+        hs_error("--show-leak-kinds: '%s' is not a list of definite,indirect,possible,reachable (or all, none)", val);
+        return 2;
+      }
+      char conv[256];
+      snprintf(conv, sizeof conv, "%s", val);
+      for (char *p = conv; *p; p++)
+        if (*p == ',') *p = '+';
+      append_opt(opts, sizeof opts, key, conv);
+      continue;
+    } else if (!strcmp(name, "suppressions")) {
+      char err[512];
+      if (hs_supp_load(&supp, val, err, sizeof err)) {
+        hs_error("%s", err);
+        return 2;
+      }
+      char abs[PATH_MAX];
+      if (!realpath(val, abs)) snprintf(abs, sizeof abs, "%s", val);
+      if (strchr(abs, ',') || strchr(abs, ':')) {
+        hs_error("suppression file name %s contains ',' or ':' — rename it", abs);
+        return 2;
+      }
+      append_opt(opts, sizeof opts, key, abs);
+      continue;
+    } else if (!strcmp(name, "error-exitcode") || !strcmp(name, "max-frames")) {
+      char *end;
+      long v = strtol(val, &end, 10);
+      if (!*val || *end || v < 0 || v > 255 * (strcmp(name, "max-frames") ? 1 : 4)) {
+        hs_error("--%s needs a number (0-%d), not '%s'", name, strcmp(name, "max-frames") ? 255 : 256, val);
+        return 2;
+      }
+    } else if (!strcmp(name, "follow-children")) {
+      if (strcmp(val, "yes") && strcmp(val, "no")) {
+        hs_error("--follow-children must be yes or no, not '%s'", val);
+        return 2;
+      }
+    } else if (!strcmp(name, "sample-rate")) {
+      unsigned long z;
+      if (hs_parse_size(val, &z) || !z) {
+        hs_error("--sample-rate needs a size in bytes such as 512K, not '%s'", val);
+        return 2;
+      }
+    } else if (!strcmp(name, "report")) {
+      if (check_report_path(val)) return 2;
+      if (strchr(val, ',')) {
+        hs_error("--report path %s contains ',' — choose another name", val);
+        return 2;
+      }
+      char abs[PATH_MAX];
+      if (val[0] != '/' && getcwd(abs, sizeof abs)) {
+        size_t n = strlen(abs);
+        snprintf(abs + n, sizeof abs - n, "/%s", val);
+        val = abs;
+      }
+      append_opt(opts, sizeof opts, key, val);
+      continue;
+    }
+    append_opt(opts, sizeof opts, key, val);
+  }
+  hs_supp_free(&supp);
+  if (optind < argc && !strcmp(argv[optind], "--")) optind++;
+  if (optind >= argc) {
+    hs_error("no program given — usage: heapscope run [OPTIONS] -- PROGRAM [ARGS...]");
+    return 2;
+  }
+  char prog[PATH_MAX];
+  if (find_program(argv[optind], prog, sizeof prog)) {
+    hs_error("cannot run %s: %s — check the name and PATH", argv[optind],
+             strchr(argv[optind], '/') && access(argv[optind], F_OK) == 0 ? "not an executable file"
+                                                                           : "no such program");
+    return 127;
+  }
+  char agent[PATH_MAX];
+  if (hs_find_agent(agent, sizeof agent)) {
+    hs_error("cannot find libheapscope.so next to %s or under its install prefix — reinstall heapscope or set HEAPSCOPE_AGENT",
+             hs_self_path());
+    return 2;
+  }
+
+  struct sigaction ign = {.sa_handler = SIG_IGN}, fwd = {.sa_handler = forward}, old_int, old_quit;
+  sigaction(SIGINT, &ign, &old_int);
+  sigaction(SIGQUIT, &ign, &old_quit);
+  sigaction(SIGTERM, &fwd, NULL);
+  sigaction(SIGHUP, &fwd, NULL);
+  int errpipe[2];
+  if (pipe2(errpipe, O_CLOEXEC)) {
+    hs_error("pipe: %s", strerror(errno));
+    return 2;
+  }
+  child = fork();
+  if (child < 0) {
+    hs_error("fork: %s", strerror(errno));
+    return 2;
+  }
+  if (child == 0) {
+    close(errpipe[0]);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGQUIT, &old_quit, NULL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    append_opt(opts, sizeof opts, "root_pid", "");
+    snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "%d", (int)getpid());
+    setenv("HEAPSCOPE_OPTIONS", opts, 1);
+    const char *pre = getenv("LD_PRELOAD");
+    char preload[PATH_MAX * 2];
+    if (pre && *pre)
+      snprintf(preload, sizeof preload, "%s:%s", agent, pre);
+    else
+      snprintf(preload, sizeof preload, "%s", agent);
+    setenv("LD_PRELOAD", preload, 1);
+    execv(prog, argv + optind);
+    int e = errno;
+    if (write(errpipe[1], &e, sizeof e) < 0) _exit(127);
+    _exit(127);
+  }
+  close(errpipe[1]);
+  int e = 0;
+  if (read(errpipe[0], &e, sizeof e) == (ssize_t)sizeof e) {
+    hs_error("cannot run %s: %s", prog, strerror(e));
+    waitpid(child, NULL, 0);
+    return 127;
+  }
+  close(errpipe[0]);
+  int st;
+  while (waitpid(child, &st, 0) < 0)
+    if (errno != EINTR) {
+      hs_error("waitpid: %s", strerror(errno));
+      return 2;
+    }
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  if (WIFSIGNALED(st)) {
+    /* Die the same way, so a shell sees the same status. */
+    int sig = WTERMSIG(st);
+    signal(sig, SIG_DFL);
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, sig);
+    sigprocmask(SIG_UNBLOCK, &s, NULL);
+    raise(sig);
+    return 128 + sig;
+  }
+  return 2;
+}

@@ -1,0 +1,295 @@
+/* libheapscope_report.so: turns the agent's raw leak records into the
+ * valgrind-shaped text report on stderr and the JSON report of SPEC.md.
+ * Loaded by the agent at exit with dlopen; it may use malloc and stdio (the
+ * agent's guard keeps these allocations out of the data). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/hs_report.h"
+#include "buf.h"
+#include "suppress.h"
+#include "symbolize.h"
+
+enum { DEFINITE, INDIRECT, POSSIBLE, REACHABLE, NKINDS };
+static const char *const kind_json[] = {"definitely_lost", "indirectly_lost", "possibly_lost", "still_reachable"};
+static const char *const kind_text[] = {"definitely lost", "indirectly lost", "possibly lost", "still reachable"};
+
+struct rec {
+  const struct hs_report_leak *l;
+  int suppressed;
+};
+
+static const char *commas(uint64_t v, char *buf) {
+  char tmp[32];
+  int n = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v), o = 0;
+  for (int i = 0; i < n; i++) {
+    if (i && (n - i) % 3 == 0) buf[o++] = ',';
+    buf[o++] = tmp[i];
+  }
+  buf[o] = 0;
+  return buf;
+}
+
+static int matches(struct hs_symbolizer *sym, const struct hs_report_leak *l, const char *pattern) {
+  for (unsigned i = 0; i < l->nframes; i++) {
+    const struct hs_frame *f;
+    int n = hs_sym_lookup(sym, l->frames[i] - 1, &f);
+    for (int j = 0; j < n; j++)
+      if (hs_supp_match(pattern, f[j].function) || hs_supp_match(pattern, f[j].file) ||
+          hs_supp_match(pattern, f[j].module))
+        return 1;
+  }
+  return 0;
+}
+
+static int cmp_size_asc(const void *a, const void *b) {
+  const struct rec *x = a, *y = b;
+  uint64_t sx = x->l->bytes + x->l->indirect_bytes, sy = y->l->bytes + y->l->indirect_bytes;
+  if (sx != sy) return sx < sy ? -1 : 1;
+  if (x->l->kind != y->l->kind) return x->l->kind < y->l->kind ? -1 : 1;
+  if (x->l->blocks != y->l->blocks) return x->l->blocks < y->l->blocks ? -1 : 1;
+  return 0;
+}
+
+static void text_stack(struct hs_buf *b, struct hs_symbolizer *sym, const struct hs_report_leak *l, int pid) {
+  int first = 1;
+  for (unsigned i = 0; i < l->nframes; i++) {
+    const struct hs_frame *f;
+    int n = hs_sym_lookup(sym, l->frames[i] - 1, &f);
+    for (int j = 0; j < n; j++) {
+      hs_buf_printf(b, "==%d==    %s 0x%lX: %s", pid, first ? "at" : "by", (unsigned long)f[j].addr,
+                    f[j].function ? f[j].function : "???");
+      if (f[j].file)
+        hs_buf_printf(b, " (%s:%d)\n", hs_basename(f[j].file), f[j].line);
+      else if (f[j].module)
+        hs_buf_printf(b, " (in %s)\n", f[j].module);
+      else
+        hs_buf_printf(b, "\n");
+      first = 0;
+    }
+  }
+  if (first) hs_buf_printf(b, "==%d==    (no stack)\n", pid);
+}
+
+static void json_stack(struct hs_buf *b, struct hs_symbolizer *sym, const struct hs_report_leak *l) {
+  hs_buf_printf(b, "[");
+  int first = 1;
+  for (unsigned i = 0; i < l->nframes; i++) {
+    const struct hs_frame *f;
+    int n = hs_sym_lookup(sym, l->frames[i] - 1, &f);
+    for (int j = 0; j < n; j++) {
+      hs_buf_printf(b, "%s{\"address\": \"0x%lx\", \"function\": ", first ? "" : ", ", (unsigned long)f[j].addr);
+      hs_buf_json_str(b, f[j].function);
+      hs_buf_printf(b, ", \"file\": ");
+      hs_buf_json_str(b, f[j].file);
+      hs_buf_printf(b, ", \"line\": %d, \"module\": ", f[j].line);
+      hs_buf_json_str(b, f[j].module);
+      if (f[j].inlined) hs_buf_printf(b, ", \"inlined\": true");
+      hs_buf_printf(b, "}");
+      first = 0;
+    }
+  }
+  hs_buf_printf(b, "]");
+}
+
+static char *read_file(const char *path, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  size_t cap = 4096, n = 0;
+  char *s = malloc(cap);
+  for (;;) {
+    if (!s) break;
+    if (n + 1024 > cap) {
+      char *ns = realloc(s, cap *= 2);
+      if (!ns) break;
+      s = ns;
+    }
+    ssize_t r = read(fd, s + n, cap - n - 1);
+    if (r <= 0) break;
+    n += (size_t)r;
+  }
+  close(fd);
+  if (s) s[n] = 0;
+  *len = n;
+  return s;
+}
+
+static int write_json(const struct hs_report_input *in, struct rec *recs, size_t n,
+                      const uint64_t sb[NKINDS], const uint64_t sn[NKINDS], uint64_t supp_bytes[NKINDS],
+                      uint64_t supp_blocks[NKINDS], struct hs_symbolizer *sym) {
+  struct hs_buf b = {0};
+  char exe[4096];
+  ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  exe[el > 0 ? el : 0] = 0;
+  hs_buf_printf(&b, "{\n  \"heapscope_report\": 1,\n  \"program\": ");
+  hs_buf_json_str(&b, exe);
+  hs_buf_printf(&b, ",\n  \"argv\": [");
+  size_t cl;
+  char *cmd = read_file("/proc/self/cmdline", &cl);
+  for (size_t o = 0; cmd && o < cl; o += strlen(cmd + o) + 1) {
+    hs_buf_printf(&b, "%s", o ? ", " : "");
+    hs_buf_json_str(&b, cmd + o);
+  }
+  free(cmd);
+  hs_buf_printf(&b, "],\n  \"pid\": %d, \"exit_status\": %d,\n  \"mode\": \"%s\",\n  \"summary\": {\n",
+                (int)in->pid, in->exit_status, in->mode);
+  uint64_t tsb = 0, tsn = 0;
+  for (int k = 0; k < NKINDS; k++) {
+    tsb += supp_bytes[k];
+    tsn += supp_blocks[k];
+    hs_buf_printf(&b, "    \"%s\": {\"bytes\": %llu, \"blocks\": %llu},\n", kind_json[k],
+                  (unsigned long long)sb[k], (unsigned long long)sn[k]);
+  }
+  hs_buf_printf(&b, "    \"suppressed\": {\"bytes\": %llu, \"blocks\": %llu", (unsigned long long)tsb,
+                (unsigned long long)tsn);
+  for (int k = 0; k < NKINDS; k++)
+    hs_buf_printf(&b, ", \"%s\": {\"bytes\": %llu, \"blocks\": %llu}", kind_json[k],
+                  (unsigned long long)supp_bytes[k], (unsigned long long)supp_blocks[k]);
+  hs_buf_printf(&b, "}\n  },\n  \"leaks\": [");
+  int first = 1;
+  for (size_t i = n; i-- > 0;) { /* largest first */
+    const struct hs_report_leak *l = recs[i].l;
+    if (recs[i].suppressed || !(in->show_kinds & (1u << l->kind)) || in->leak_check != 2) continue;
+    hs_buf_printf(&b, "%s\n    {\"kind\": \"%s\", \"bytes\": %llu, \"blocks\": %llu, \"indirect_bytes\": %llu, "
+                      "\"indirect_blocks\": %llu,",
+                  first ? "" : ",", kind_json[l->kind], (unsigned long long)l->bytes,
+                  (unsigned long long)l->blocks, (unsigned long long)l->indirect_bytes,
+                  (unsigned long long)l->indirect_blocks);
+    if (l->kind == POSSIBLE) hs_buf_printf(&b, " \"interior_offset\": %llu,", (unsigned long long)l->max_offset);
+    hs_buf_printf(&b, "\n     \"stack\": ");
+    json_stack(&b, sym, l);
+    hs_buf_printf(&b, ",\n     \"retained_by\": []}");
+    first = 0;
+  }
+  hs_buf_printf(&b, "%s],\n  \"threads\": [],\n", first ? "" : "\n  ");
+  hs_buf_printf(&b,
+                "  \"totals\": {\"allocations\": %llu, \"frees\": %llu, \"allocated_bytes\": %llu, "
+                "\"peak_bytes\": %llu, \"peak_blocks\": %llu}\n}\n",
+                (unsigned long long)in->allocs, (unsigned long long)in->frees,
+                (unsigned long long)in->allocated_bytes, (unsigned long long)in->peak_bytes,
+                (unsigned long long)in->peak_blocks);
+  /* Write to a temporary name and rename: a reader never sees half a report. */
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%d", in->report_path, (int)in->pid);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int rc = 0;
+  if (fd < 0 || write(fd, b.s, b.len) != (ssize_t)b.len || close(fd) || rename(tmp, in->report_path)) {
+    dprintf(2, "heapscope: error: cannot write report %s: %s — check the directory exists and is writable\n",
+            in->report_path, strerror(errno));
+    if (fd >= 0) unlink(tmp);
+    rc = -1;
+  }
+  hs_buf_free(&b);
+  return rc;
+}
+
+__attribute__((visibility("default"))) int hs_report_emit(const struct hs_report_input *in,
+                                                           struct hs_report_output *out) {
+  memset(out, 0, sizeof *out);
+  if (in->abi != HS_REPORT_ABI) return -1;
+  struct hs_symbolizer *sym = hs_sym_open_pid(in->pid);
+  struct hs_supp_list supp = {0};
+  char err[512];
+  if (in->default_suppressions) hs_supp_add_defaults(&supp);
+  if (hs_supp_load_list(&supp, in->suppressions, err, sizeof err))
+    dprintf(2, "heapscope: warning: %s; suppressions after it are not applied\n", err);
+
+  struct rec *recs = calloc(in->nleaks + 1, sizeof *recs);
+  uint64_t sb[NKINDS] = {0}, sn[NKINDS] = {0}, xb[NKINDS] = {0}, xn[NKINDS] = {0};
+  for (size_t i = 0; i < in->nleaks; i++) {
+    recs[i].l = &in->leaks[i];
+    const struct hs_report_leak *l = &in->leaks[i];
+    /* Still-reachable memory is not a leak: suppressions concern leaks. */
+    if (l->kind != REACHABLE && sym)
+      for (size_t s = 0; s < supp.n && !recs[i].suppressed; s++)
+        if (!supp.v[s].is_thread && matches(sym, l, supp.v[s].pattern)) {
+          recs[i].suppressed = 1;
+          supp.v[s].hits_bytes += l->bytes;
+          supp.v[s].hits_blocks += l->blocks;
+        }
+    if (recs[i].suppressed) {
+      xb[l->kind] += l->bytes;
+      xn[l->kind] += l->blocks;
+    } else {
+      sb[l->kind] += l->bytes;
+      sn[l->kind] += l->blocks;
+      if (in->show_kinds & (1u << l->kind)) {
+        out->shown_bytes += l->bytes;
+        out->shown_blocks += l->blocks;
+      }
+    }
+  }
+  qsort(recs, in->nleaks, sizeof *recs, cmp_size_asc);
+
+  int pid = (int)in->pid;
+  char c1[32], c2[32], c3[32], c4[32];
+  struct hs_buf b = {0};
+  hs_buf_printf(&b, "==%d== \n==%d== HEAP SUMMARY:\n", pid, pid);
+  hs_buf_printf(&b, "==%d==     in use at exit: %s bytes in %s blocks\n", pid, commas(in->inuse_bytes, c1),
+                commas(in->inuse_blocks, c2));
+  hs_buf_printf(&b, "==%d==   total heap usage: %s allocs, %s frees, %s bytes allocated\n==%d== \n", pid,
+                commas(in->allocs, c1), commas(in->frees, c2), commas(in->allocated_bytes, c3), pid);
+  if (in->leak_check == 2) {
+    size_t shown = 0, idx = 0;
+    for (size_t i = 0; i < in->nleaks; i++)
+      shown += !recs[i].suppressed && (in->show_kinds & (1u << recs[i].l->kind));
+    for (size_t i = 0; i < in->nleaks; i++) {
+      const struct hs_report_leak *l = recs[i].l;
+      if (recs[i].suppressed || !(in->show_kinds & (1u << l->kind))) continue;
+      idx++;
+      if (l->indirect_bytes)
+        hs_buf_printf(&b, "==%d== %s (%s direct, %s indirect) bytes in %s blocks are %s in loss record %zu of %zu\n",
+                      pid, commas(l->bytes + l->indirect_bytes, c1), commas(l->bytes, c2),
+                      commas(l->indirect_bytes, c3), commas(l->blocks, c4), kind_text[l->kind], idx, shown);
+      else
+        hs_buf_printf(&b, "==%d== %s bytes in %s blocks are %s in loss record %zu of %zu\n", pid,
+                      commas(l->bytes, c1), commas(l->blocks, c2), kind_text[l->kind], idx, shown);
+      text_stack(&b, sym, l, pid);
+      if (l->kind == POSSIBLE)
+        hs_buf_printf(&b, "==%d==    (held only by an interior pointer, up to %llu bytes into the block)\n", pid,
+                      (unsigned long long)l->max_offset);
+      hs_buf_printf(&b, "==%d== \n", pid);
+    }
+  }
+  if (in->leak_check != 0) {
+    uint64_t tsb = xb[0] + xb[1] + xb[2] + xb[3], tsn = xn[0] + xn[1] + xn[2] + xn[3];
+    hs_buf_printf(&b, "==%d== LEAK SUMMARY:\n", pid);
+    for (int k = 0; k < NKINDS; k++)
+      hs_buf_printf(&b, "==%d==    %s: %s bytes in %s blocks\n", pid, kind_text[k], commas(sb[k], c1),
+                    commas(sn[k], c2));
+    hs_buf_printf(&b, "==%d==         suppressed: %s bytes in %s blocks\n", pid, commas(tsb, c1), commas(tsn, c2));
+    if (in->leak_check == 1 && (sn[0] + sn[1] + sn[2]))
+      hs_buf_printf(&b, "==%d== Rerun with --leak-check=full to see details of leaked memory\n", pid);
+    else if (sn[REACHABLE] && !(in->show_kinds & (1u << REACHABLE)))
+      hs_buf_printf(&b, "==%d== Reachable blocks (those to which a pointer was found) are not shown.\n"
+                        "==%d== To see them, rerun with: --leak-check=full --show-leak-kinds=all\n",
+                    pid, pid);
+    if (in->nthreads_unstopped)
+      hs_buf_printf(&b, "==%d== note: %zu thread(s) did not stop for the check; their whole stacks were scanned\n",
+                    pid, in->nthreads_unstopped);
+    if (!sym) hs_buf_printf(&b, "==%d== note: symbolization failed; addresses are raw\n", pid);
+    hs_buf_printf(&b, "==%d== \n", pid);
+  }
+  if (!in->quiet || out->shown_blocks) {
+    const char *p = b.s;
+    size_t left = b.len;
+    while (left) {
+      ssize_t w = write(in->log_fd, p, left);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break;
+      p += w;
+      left -= (size_t)w;
+    }
+  }
+  hs_buf_free(&b);
+  if (in->report_path && write_json(in, recs, in->nleaks, sb, sn, xb, xn, sym)) out->error = 1;
+  free(recs);
+  hs_supp_free(&supp);
+  hs_sym_close(sym);
+  return 0;
+}

@@ -1,0 +1,229 @@
+/* Symbolization with libdwfl. Every address is expanded into its chain of
+ * inlined frames from the DWARF scopes (DW_TAG_inlined_subroutine call_file
+ * and call_line give each caller's position), the way eu-addr2line -i does.
+ * Results are cached by address: loss records share most of their frames. */
+#define _GNU_SOURCE
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <elfutils/libdwfl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "symbolize.h"
+
+char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
+
+struct cache_ent {
+  uintptr_t addr;
+  int n;
+  struct hs_frame *frames;
+};
+
+struct hs_symbolizer {
+  Dwfl *dwfl;
+  struct cache_ent *cache;
+  size_t cap, count;
+};
+
+static char *debuginfo_path;
+static const Dwfl_Callbacks callbacks = {
+    .find_elf = dwfl_linux_proc_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .debuginfo_path = &debuginfo_path,
+};
+
+struct hs_symbolizer *hs_sym_open_pid(pid_t pid) {
+  struct hs_symbolizer *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->dwfl = dwfl_begin(&callbacks);
+  if (!s->dwfl) {
+    free(s);
+    return NULL;
+  }
+  if (dwfl_linux_proc_report(s->dwfl, pid) != 0) {
+    dwfl_end(s->dwfl);
+    free(s);
+    return NULL;
+  }
+  dwfl_report_end(s->dwfl, NULL, NULL);
+  s->cap = 1024;
+  s->cache = calloc(s->cap, sizeof *s->cache);
+  return s;
+}
+
+void hs_sym_close(struct hs_symbolizer *s) {
+  if (!s) return;
+  for (size_t i = 0; i < s->cap; i++)
+    if (s->cache[i].frames) {
+      for (int j = 0; j < s->cache[i].n; j++) {
+        free((char *)s->cache[i].frames[j].function);
+        free((char *)s->cache[i].frames[j].file);
+      }
+      free(s->cache[i].frames);
+    }
+  free(s->cache);
+  dwfl_end(s->dwfl);
+  free(s);
+}
+
+const char *hs_basename(const char *path) {
+  if (!path) return NULL;
+  const char *s = strrchr(path, '/');
+  return s ? s + 1 : path;
+}
+
+static char *demangle(const char *name) {
+  if (!name) return NULL;
+  if (name[0] == '_' && name[1] == 'Z') {
+    int st = 0;
+    char *d = __cxa_demangle(name, NULL, NULL, &st);
+    if (d && st == 0) return d;
+    free(d);
+  }
+  return strdup(name);
+}
+
+static const char *die_name(Dwarf_Die *die) {
+  Dwarf_Attribute a;
+  const char *n = NULL;
+  if (dwarf_attr_integrate(die, DW_AT_linkage_name, &a) || dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &a))
+    n = dwarf_formstring(&a);
+  if (!n) n = dwarf_diename(die);
+  return n;
+}
+
+/* C++: the demangled linkage name (qualified, with parameters). C: the ELF
+ * symbol for a real function (the exported alias, as valgrind shows it:
+ * "strdup", not "__GI___strdup"), else the DWARF name. */
+static char *function_name(Dwarf_Die *die, const char *symname) {
+  const char *n = die_name(die);
+  if (n && n[0] == '_' && n[1] == 'Z') return demangle(n);
+  if (symname) return demangle(symname);
+  const char *plain = dwarf_diename(die);
+  return plain ? strdup(plain) : (n ? strdup(n) : NULL);
+}
+
+static char *file_of(Dwarf_Die *cu, Dwarf_Word idx) {
+  Dwarf_Files *files;
+  size_t nfiles;
+  if (dwarf_getsrcfiles(cu, &files, &nfiles) != 0 || idx >= nfiles) return NULL;
+  const char *f = dwarf_filesrc(files, idx, NULL, NULL);
+  return f ? strdup(f) : NULL;
+}
+
+static int resolve(struct hs_symbolizer *s, uintptr_t addr, struct hs_frame **out) {
+  struct hs_frame *fr = calloc(16, sizeof *fr);
+  int n = 0, cap = 16;
+  if (!fr) return 0;
+  Dwfl_Module *m = dwfl_addrmodule(s->dwfl, addr);
+  const char *modname = NULL;
+  if (m) dwfl_module_info(m, NULL, NULL, NULL, NULL, NULL, &modname, NULL);
+  const char *symname = NULL;
+  if (m) {
+    GElf_Off off;
+    GElf_Sym sym;
+    symname = dwfl_module_addrinfo(m, addr, &off, &sym, NULL, NULL, NULL);
+  }
+  /* Line of the innermost frame. */
+  char *file = NULL;
+  int line = 0;
+  Dwfl_Line *ln = m ? dwfl_module_getsrc(m, addr) : NULL;
+  if (ln) {
+    const char *f = dwfl_lineinfo(ln, NULL, &line, NULL, NULL, NULL);
+    if (f) file = strdup(f);
+  }
+  Dwarf_Addr bias = 0;
+  Dwarf_Die *cu = m ? dwfl_module_addrdie(m, addr, &bias) : NULL;
+  Dwarf_Die *scopes = NULL;
+  int ns = cu ? dwarf_getscopes(cu, addr - bias, &scopes) : 0;
+  /* Walk outwards: each inlined instance names its caller's file and line;
+   * dwarf_getscopes_die gives the concrete scopes containing an instance. */
+  int i = 0;
+  while (ns > 0 && n < 64) {
+    while (i < ns && dwarf_tag(&scopes[i]) != DW_TAG_subprogram &&
+           dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine)
+      i++;
+    if (i >= ns) break;
+    if (n == cap) {
+      struct hs_frame *nf = realloc(fr, (size_t)(cap *= 2) * sizeof *fr);
+      if (!nf) break;
+      fr = nf;
+    }
+    struct hs_frame *f = &fr[n++];
+    memset(f, 0, sizeof *f);
+    f->addr = addr;
+    f->module = modname;
+    f->file = file;
+    f->line = line;
+    file = NULL;
+    if (dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine) {
+      f->function = function_name(&scopes[i], symname);
+      break;
+    }
+    f->function = function_name(&scopes[i], NULL);
+    f->inlined = 1;
+    Dwarf_Attribute a;
+    Dwarf_Word w = 0;
+    if (dwarf_attr(&scopes[i], DW_AT_call_file, &a) && dwarf_formudata(&a, &w) == 0) file = file_of(cu, w);
+    line = 0;
+    if (dwarf_attr(&scopes[i], DW_AT_call_line, &a) && dwarf_formudata(&a, &w) == 0) line = (int)w;
+    Dwarf_Die *outer = NULL;
+    int no = dwarf_getscopes_die(&scopes[i], &outer);
+    free(scopes);
+    scopes = outer;
+    ns = no;
+    i = 1; /* outer[0] is the instance itself */
+  }
+  free(scopes);
+  if (n == 0) {
+    fr[0].addr = addr;
+    fr[0].module = modname;
+    fr[0].function = demangle(symname);
+    fr[0].file = file;
+    fr[0].line = line;
+    file = NULL;
+    n = 1;
+  } else if (!fr[n - 1].function && symname) {
+    fr[n - 1].function = demangle(symname);
+  }
+  free(file);
+  *out = fr;
+  return n;
+}
+
+int hs_sym_lookup(struct hs_symbolizer *s, uintptr_t addr, const struct hs_frame **out) {
+  if (s->count * 2 >= s->cap) {
+    size_t ncap = s->cap * 2;
+    struct cache_ent *nc = calloc(ncap, sizeof *nc);
+    if (nc) {
+      for (size_t i = 0; i < s->cap; i++)
+        if (s->cache[i].frames) {
+          size_t h = (s->cache[i].addr * 0x9E3779B97F4A7C15ull >> 16) & (ncap - 1);
+          while (nc[h].frames) h = (h + 1) & (ncap - 1);
+          nc[h] = s->cache[i];
+        }
+      free(s->cache);
+      s->cache = nc;
+      s->cap = ncap;
+    }
+  }
+  size_t h = (addr * 0x9E3779B97F4A7C15ull >> 16) & (s->cap - 1);
+  while (s->cache[h].frames && s->cache[h].addr != addr) h = (h + 1) & (s->cap - 1);
+  if (!s->cache[h].frames) {
+    struct hs_frame *f = NULL;
+    int n = resolve(s, addr, &f);
+    if (!n) {
+      static struct hs_frame unknown;
+      unknown.addr = addr;
+      *out = &unknown;
+      return 1;
+    }
+    s->cache[h].addr = addr;
+    s->cache[h].frames = f;
+    s->cache[h].n = n;
+    s->count++;
+  }
+  *out = s->cache[h].frames;
+  return s->cache[h].n;
+}

@@ -1,0 +1,25 @@
+/* Symbolization with elfutils: function (C++ demangled), file, line,
+ * inlined frames and module for addresses of a live process. */
+#ifndef HS_SYMBOLIZE_H
+#define HS_SYMBOLIZE_H
+#include <stdint.h>
+#include <sys/types.h>
+
+struct hs_frame {
+  uintptr_t addr;       /* the address looked up (return address - 1) */
+  const char *function; /* demangled; NULL when unknown */
+  const char *file;     /* as recorded in DWARF; NULL when unknown */
+  int line;
+  const char *module;   /* path of the ELF file */
+  int inlined;          /* 1: this frame was inlined into the next one */
+};
+
+struct hs_symbolizer;
+struct hs_symbolizer *hs_sym_open_pid(pid_t pid);
+void hs_sym_close(struct hs_symbolizer *s);
+/* Expands one address into its inlined frames, innermost first. The
+ * returned array is owned by the symbolizer (cached) and stays valid until
+ * hs_sym_close. Returns the count (>= 1). */
+int hs_sym_lookup(struct hs_symbolizer *s, uintptr_t addr, const struct hs_frame **out);
+const char *hs_basename(const char *path);
+#endif
