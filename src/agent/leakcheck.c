@@ -360,18 +360,31 @@ static void drain(long leader) {
 
 /* ---- roots -------------------------------------------------------------- */
 
-static int is_arena_heap(const struct map *m) {
-  for (unsigned i = 0; i < HS_MAX_ARENA_HEAPS; i++) {
-    uintptr_t b = atomic_load_explicit(&hs_arena_heaps[i], memory_order_relaxed);
+/* Scans [s, e) as a root, leaving out the memory of live blocks (scanned
+ * when reached, not as roots) and glibc's non-main arena heaps (free chunks
+ * hold stale pointers). The kernel merges adjacent anonymous mappings, so a
+ * single line of /proc/self/maps may hold both program data (Python's
+ * obmalloc arenas, say) and mmap'd malloc chunks: exclusion is by range,
+ * never by whole mapping. */
+static void scan_root(uintptr_t s, uintptr_t e) {
+  if (s >= e) return;
+  for (unsigned h = 0; h < HS_MAX_ARENA_HEAPS; h++) {
+    uintptr_t b = atomic_load_explicit(&hs_arena_heaps[h], memory_order_relaxed);
     if (!b) break;
-    if (m->start < b + HS_ARENA_HEAP_SIZE && m->end > b) return 1;
+    if (b < e && b + HS_ARENA_HEAP_SIZE > s) {
+      if (s < b) scan_root(s, b);
+      if (b + HS_ARENA_HEAP_SIZE < e) scan_root(b + HS_ARENA_HEAP_SIZE, e);
+      return;
+    }
   }
-  return 0;
-}
-
-static int holds_blocks(const struct map *m) {
-  long i = last_le(m->end - 1, 0, (long)C.n);
-  return i >= 0 && C.b[i].addr >= m->start;
+  long i = C.n ? last_le(s, 0, (long)C.n) : -1;
+  if (i >= 0 && C.b[i].addr + C.b[i].size > s) s = C.b[i].addr + C.b[i].size;
+  for (i++; i < (long)C.n && C.b[i].addr < e; i++) {
+    if (C.b[i].addr > s) scan_range(s, C.b[i].addr, 1, -1);
+    uintptr_t be = C.b[i].addr + C.b[i].size;
+    if (be > s) s = be;
+  }
+  if (s < e) scan_range(s, e, 1, -1);
 }
 
 static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
@@ -379,7 +392,7 @@ static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
   for (size_t k = 0; k < C.nmaps; k++) {
     const struct map *m = &C.maps[k];
     if (!m->r || !m->w || m->special || m->device || m->heap) continue;
-    if (hs_is_own_memory(m->start, m->end) || is_arena_heap(m) || holds_blocks(m)) continue;
+    if (hs_is_own_memory(m->start, m->end)) continue;
     uintptr_t from = m->start;
     int is_stack = 0;
     /* A live thread's stack: only from its stack pointer up. */
@@ -402,7 +415,7 @@ static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
         is_stack = 1;
       }
     }
-    scan_range(from, m->end, 1, -1);
+    scan_root(from, m->end);
   }
   for (size_t t = 0; t < nth; t++)
     if (th[t].stopped)

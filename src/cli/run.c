@@ -113,7 +113,6 @@ int cmd_run(int argc, char **argv) {
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
-  struct hs_supp_list supp = {0};
   optind = 1;
   opterr = 0;
   for (;;) {
@@ -169,7 +168,10 @@ int cmd_run(int argc, char **argv) {
       continue;
     } else if (!strcmp(name, "suppressions")) {
       char err[512];
-      if (hs_supp_load(&supp, val, err, sizeof err)) {
+      struct hs_supp_list supp = {0};
+      int bad = hs_supp_load(&supp, val, err, sizeof err);
+      hs_supp_free(&supp);
+      if (bad) {
         hs_error("%s", err);
         return 2;
       }
@@ -216,7 +218,6 @@ int cmd_run(int argc, char **argv) {
     }
     append_opt(opts, sizeof opts, key, val);
   }
-  hs_supp_free(&supp);
   if (optind < argc && !strcmp(argv[optind], "--")) optind++;
   if (optind >= argc) {
     hs_error("no program given — usage: heapscope run [OPTIONS] -- PROGRAM [ARGS...]");

@@ -218,7 +218,8 @@ __attribute__((visibility("default"))) int hs_report_emit(const struct hs_report
     } else {
       sb[l->kind] += l->bytes;
       sn[l->kind] += l->blocks;
-      if (in->show_kinds & (1u << l->kind)) {
+      /* Still-reachable blocks are shown on request but are not leaks. */
+      if ((in->show_kinds & (1u << l->kind)) && l->kind != REACHABLE) {
         out->shown_bytes += l->bytes;
         out->shown_blocks += l->blocks;
       }

@@ -1,0 +1,142 @@
+#!/bin/bash
+# The command line: bad input gets one clear line and a non-zero status; the
+# program's status, stdout and stderr are preserved; options do what they say.
+set -u
+. "$(dirname "$0")/lib/common.sh"
+P=$WORK/behave
+gcc -O1 -g -pthread -o "$P" "$ROOT/tests/progs/behave.c" || { echo "SUITE 0 1"; exit 0; }
+
+one_error_line() { # WHAT STDERR_FILE
+  n=$(wc -l <"$2")
+  expect_eq "$1: lines on stderr" 1 "$n"
+  expect_match "$1: message" '^heapscope: error: ' "$(cat "$2")"
+}
+
+begin "unknown option"
+"$HS" run --no-such-option -- "$P" clean >/dev/null 2>"$WORK/e"; rc=$?
+expect_eq "status" 2 "$rc"; one_error_line "unknown option" "$WORK/e"
+end
+
+begin "bad option value"
+"$HS" run --leak-check=maybe -- "$P" clean >/dev/null 2>"$WORK/e"; rc=$?
+expect_eq "status" 2 "$rc"; one_error_line "bad value" "$WORK/e"
+end
+
+begin "missing program"
+"$HS" run -- /no/such/program >/dev/null 2>"$WORK/e"; rc=$?
+[ "$rc" -ne 0 ] || fail "status 0"
+one_error_line "missing program" "$WORK/e"
+"$HS" run -- no-such-program-anywhere >/dev/null 2>"$WORK/e"; rc=$?
+[ "$rc" -ne 0 ] || fail "status 0 (PATH lookup)"
+one_error_line "missing program on PATH" "$WORK/e"
+end
+
+begin "no program"
+"$HS" run --leak-check=full >/dev/null 2>"$WORK/e"; rc=$?
+expect_eq "status" 2 "$rc"; one_error_line "no program" "$WORK/e"
+end
+
+begin "unreadable suppression file"
+"$HS" run --suppressions=/no/such.supp -- "$P" clean >/dev/null 2>"$WORK/e"; rc=$?
+expect_eq "status" 2 "$rc"; one_error_line "missing supp" "$WORK/e"
+printf 'leak:ok\nbogus line\n' >"$WORK/bad.supp"
+"$HS" run --suppressions="$WORK/bad.supp" -- "$P" clean >/dev/null 2>"$WORK/e"; rc=$?
+expect_eq "status (malformed)" 2 "$rc"; one_error_line "malformed supp" "$WORK/e"
+expect_match "names file and line" 'bad.supp:2' "$(cat "$WORK/e")"
+end
+
+begin "report path that cannot be written"
+"$HS" run --report=/no/such/dir/r.json -- "$P" clean >/dev/null 2>"$WORK/e"; rc=$?
+expect_eq "status" 2 "$rc"; one_error_line "bad report dir" "$WORK/e"
+"$HS" run --report="$WORK" -- "$P" clean >/dev/null 2>"$WORK/e"; rc=$?
+expect_eq "status (directory)" 2 "$rc"; one_error_line "report is a dir" "$WORK/e"
+end
+
+begin "unknown command and usage"
+"$HS" frobnicate >/dev/null 2>"$WORK/e"; rc=$?
+expect_eq "status" 2 "$rc"; one_error_line "unknown command" "$WORK/e"
+"$HS" >/dev/null 2>&1; expect_eq "no arguments" 2 "$?"
+"$HS" run --help | grep -q -- '--show-leak-kinds' || fail "run --help lacks options"
+end
+
+begin "program status, stdout and stderr preserved"
+"$P" out >"$WORK/o.plain" 2>"$WORK/e.plain"; want=$?
+"$HS" run -- "$P" out >"$WORK/o.hs" 2>"$WORK/e.hs"; rc=$?
+expect_eq "status" "$want" "$rc"
+cmp -s "$WORK/o.plain" "$WORK/o.hs" || fail "stdout differs"
+expect_eq "program's stderr first, unchanged" "$(cat "$WORK/e.plain")" "$(head -2 "$WORK/e.hs")"
+expect_match "report follows" 'definitely lost: 123 bytes in 1 blocks' "$(cat "$WORK/e.hs")"
+end
+
+begin "--error-exitcode"
+"$HS" run --error-exitcode=9 -- "$P" out >/dev/null 2>&1; expect_eq "with leaks" 9 "$?"
+"$HS" run --error-exitcode=9 -- "$P" clean >/dev/null 2>&1; expect_eq "without leaks" 0 "$?"
+"$HS" run --error-exitcode=9 --show-leak-kinds=reachable -- "$P" out >/dev/null 2>&1
+expect_eq "leaks of kinds not shown" 7 "$?"
+end
+
+begin "_exit and death by signal"
+"$HS" run --report="$WORK/x.json" -- "$P" _exit >"$WORK/o" 2>/dev/null; rc=$?
+expect_eq "status" 4 "$rc"
+expect_eq "leak seen at _exit" 77 "$(jq .summary.definitely_lost.bytes "$WORK/x.json")"
+expect_eq "stdout as without heapscope" "" "$(cat "$WORK/o")"
+"$HS" run -- "$P" signal >/dev/null 2>&1; rc=$?
+expect_eq "killed by SIGTERM" 143 "$rc"
+end
+
+begin "threads still running at exit do not hang the agent"
+T=30 with_timeout "$HS" run --report="$WORK/s.json" -- "$P" spin >/dev/null 2>"$WORK/e"; rc=$?
+expect_eq "status" 0 "$rc"
+expect_eq "leak found" 5 "$(jq .summary.definitely_lost.bytes "$WORK/s.json")"
+end
+
+begin "suppressions match function, file and module"
+for pat in leak_here 'behave.c' '*/behave' '^leak_h*$'; do
+  printf '# comment\n\nleak:%s\n' "$pat" >"$WORK/s.supp"
+  "$HS" run --suppressions="$WORK/s.supp" --report="$WORK/r.json" -- "$P" out >/dev/null 2>&1
+  expect_eq "$pat: definitely lost" 0 "$(jq .summary.definitely_lost.bytes "$WORK/r.json")"
+  expect_eq "$pat: suppressed" 123 "$(jq .summary.suppressed.definitely_lost.bytes "$WORK/r.json")"
+done
+printf 'leak:^eak_here\n' >"$WORK/s.supp"
+"$HS" run --suppressions="$WORK/s.supp" --report="$WORK/r.json" -- "$P" out >/dev/null 2>&1
+expect_eq "anchored non-match" 123 "$(jq .summary.definitely_lost.bytes "$WORK/r.json")"
+end
+
+begin "--show-leak-kinds and --leak-check"
+"$HS" run --show-leak-kinds=all -- "$P" out 2>&1 >/dev/null | grep -q 'still reachable in loss record' || fail "reachable not shown with all"
+"$HS" run --leak-check=summary -- "$P" out 2>&1 >/dev/null | grep -q 'loss record' && fail "records shown with summary"
+"$HS" run --leak-check=summary -- "$P" out 2>&1 >/dev/null | grep -q 'LEAK SUMMARY' || fail "no summary with summary"
+"$HS" run --leak-check=no -- "$P" out 2>&1 >/dev/null | grep -q 'LEAK SUMMARY' && fail "summary with --leak-check=no"
+"$HS" run --show-leak-kinds=definite --report="$WORK/k.json" -- "$P" out >/dev/null 2>&1
+expect_eq "only definite records" "definitely_lost" "$(jq -r '[.leaks[].kind] | unique | join(",")' "$WORK/k.json")"
+end
+
+begin "HEAPSCOPE_OPTIONS without the CLI, and %p"
+HEAPSCOPE_OPTIONS="report=$WORK/env.%p.json,show_leak_kinds=definite+possible" LD_PRELOAD="$BUILD/libheapscope.so" "$P" out >/dev/null 2>"$WORK/e"
+f=$(ls "$WORK"/env.*.json 2>/dev/null | head -1)
+[ -n "$f" ] || fail "no report from HEAPSCOPE_OPTIONS"
+[ -n "$f" ] && expect_eq "leak" 123 "$(jq .summary.definitely_lost.bytes "$f")"
+HEAPSCOPE_OPTIONS="no_such_key=1" LD_PRELOAD="$BUILD/libheapscope.so" "$P" clean >"$WORK/o" 2>"$WORK/e"; rc=$?
+expect_eq "bad HEAPSCOPE_OPTIONS: program still runs" "0 clean" "$rc $(cat "$WORK/o")"
+expect_match "bad HEAPSCOPE_OPTIONS: one line" '^heapscope: error: .*no_such_key' "$(cat "$WORK/e")"
+end
+
+begin "--max-frames and deep stacks"
+"$HS" run --report="$WORK/d.json" -- "$P" deep >/dev/null 2>&1
+expect_eq "20 deep frames of deep()" 21 "$(jq '[.leaks[0].stack[] | select(.function == "deep")] | length' "$WORK/d.json")"
+"$HS" run --max-frames=3 --report="$WORK/d3.json" -- "$P" deep >/dev/null 2>&1
+expect_eq "3 addresses" 3 "$(jq '[.leaks[0].stack[].address] | unique | length' "$WORK/d3.json")"
+end
+
+begin "a shell script: every process reports, the started one at the exact path"
+rm -f "$WORK"/sh.json*
+"$HS" run --report="$WORK/sh.json" -- /bin/sh -c "$P out >/dev/null; $P out >/dev/null; exit 3" 2>/dev/null; rc=$?
+expect_eq "status of the script" 3 "$rc"
+[ -s "$WORK/sh.json" ] || fail "no report for the shell itself"
+expect_eq "children's reports" 2 "$(ls "$WORK"/sh.json.* 2>/dev/null | wc -l)"
+for f in "$WORK"/sh.json.*; do
+  expect_eq "child leak in $f" 123 "$(jq .summary.definitely_lost.bytes "$f")"
+done
+end
+
+echo "SUITE $PASS $FAIL"

@@ -1,0 +1,53 @@
+#!/bin/bash
+# Real, unmodified programs from Debian run to completion under heapscope with
+# unchanged output and status, and their definitely-lost bytes equal
+# valgrind's on the same run (the process heapscope run started).
+set -u
+. "$(dirname "$0")/lib/common.sh"
+D=$WORK/programs
+mkdir -p "$D"
+cat >"$D/t.sql" <<'SQL'
+create table t(a integer primary key, b text);
+with recursive c(x) as (select 1 union all select x+1 from c where x<20000)
+  insert into t select x, printf('row %d', x) from c;
+create index tb on t(b);
+select count(*), sum(length(b)) from t where b like 'row 1%';
+SQL
+cat >"$D/t.py" <<'PY'
+import json, re, collections
+d = collections.Counter(re.findall(r"\w+", open("/etc/services").read()))
+print(json.dumps(d.most_common(3)))
+PY
+printf '#include <stdio.h>\nint main(void){puts("hi");return 0;}\n' >"$D/hello.c"
+git init -q "$D/repo" && echo x >"$D/repo/f" && git -C "$D/repo" add f &&
+  git -C "$D/repo" -c user.name=t -c user.email=t@t commit -qm init
+
+vg_definite() {
+  sed -n 's/.*definitely lost: \([0-9,]*\) bytes in \([0-9,]*\) blocks.*/\1 \2/p' "$1" | tr -d , | tail -1
+}
+
+check() { # NAME STDIN CMD...
+  name=$1
+  in=$2
+  shift 2
+  begin "real program: $name"
+  command -v "$1" >/dev/null || { fail "$1 is not installed"; end; return; }
+  (cd "$D" && "$@" <"$in" >"$D/$name.plain.out" 2>"$D/$name.plain.err"); want=$?
+  (cd "$D" && T=120 with_timeout valgrind --leak-check=full --log-file="$D/$name.vg" "$@" <"$in" >/dev/null 2>&1)
+  (cd "$D" && T=120 with_timeout "$HS" run --report="$D/$name.json" -- "$@" <"$in" >"$D/$name.hs.out" 2>"$D/$name.hs.err"); rc=$?
+  expect_eq "status" "$want" "$rc"
+  cmp -s "$D/$name.plain.out" "$D/$name.hs.out" || fail "stdout differs"
+  vg=$(vg_definite "$D/$name.vg")
+  [ -z "$vg" ] && vg="0 0" # "All heap blocks were freed"
+  expect_eq "definitely lost (bytes blocks) vs valgrind" "$vg" \
+    "$(jq -r '.summary.definitely_lost.bytes, .summary.definitely_lost.blocks' "$D/$name.json" 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
+  end
+}
+
+check sqlite3 "$D/t.sql" sqlite3 :memory:
+check python3 /dev/null /usr/bin/python3 "$D/t.py"
+check git-log /dev/null git -C "$D/repo" log --stat
+check git-status /dev/null git -C "$D/repo" status --porcelain
+check gcc /dev/null gcc -O2 -c "$D/hello.c" -o "$D/hello.o"
+
+echo "SUITE $PASS $FAIL"

@@ -1,0 +1,75 @@
+/* A program whose behaviour the CLI tests choose with argv[1]:
+ *   out      prints to stdout and stderr, leaks, exits 7
+ *   clean    allocates and frees everything, exits 0
+ *   _exit    leaks and calls _exit(4)
+ *   signal   leaks and dies of SIGTERM
+ *   spin     leaves two threads spinning and one blocked, returns 0
+ *   deep     leaks at the bottom of a 20-deep call chain */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void *volatile sink;
+__attribute__((noinline)) void leak_here(size_t n) {
+  sink = malloc(n);
+  sink = NULL;
+}
+__attribute__((noinline)) int deep(int n) {
+  if (n == 0) {
+    leak_here(48);
+    return 0;
+  }
+  return deep(n - 1) + 1;
+}
+static void *spinner(void *a) {
+  for (volatile unsigned long i = 0;; i++) (void)a;
+  return NULL;
+}
+static void *blocker(void *a) {
+  pause();
+  return a;
+}
+
+int main(int argc, char **argv) {
+  const char *mode = argc > 1 ? argv[1] : "clean";
+  if (!strcmp(mode, "out")) {
+    printf("line one to stdout\n");
+    fprintf(stderr, "line one to stderr\n");
+    for (int i = 0; i < 1000; i++) printf("%d ", i);
+    printf("\n");
+    leak_here(123);
+    fprintf(stderr, "line two to stderr\n");
+    return 7;
+  }
+  if (!strcmp(mode, "clean")) {
+    char *p = malloc(100);
+    sink = p;
+    free(p);
+    printf("clean\n");
+    return 0;
+  }
+  if (!strcmp(mode, "_exit")) {
+    leak_here(77);
+    printf("buffered and lost by _exit, as without heapscope");
+    _exit(4);
+  }
+  if (!strcmp(mode, "signal")) {
+    leak_here(10);
+    raise(SIGTERM);
+    return 0;
+  }
+  if (!strcmp(mode, "spin")) {
+    pthread_t t;
+    pthread_create(&t, NULL, spinner, NULL);
+    pthread_create(&t, NULL, spinner, NULL);
+    pthread_create(&t, NULL, blocker, NULL);
+    usleep(20000);
+    leak_here(5);
+    return 0;
+  }
+  if (!strcmp(mode, "deep")) return deep(20);
+  return 1;
+}
