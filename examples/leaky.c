@@ -41,14 +41,15 @@ struct node {
   int payload[6];
 };
 
+static struct node *volatile work_list;
+
 static void lose_list(int n) {
-  struct node *head = NULL;
   for (int i = 0; i < n; i++) {
     struct node *x = malloc(sizeof *x);
-    x->next = head;
-    head = x;
+    x->next = work_list;
+    work_list = x;
   }
-  head = NULL; /* the whole list is unreachable now */
+  work_list = NULL; /* the whole list is unreachable now */
 }
 
 static char *forget_to_free(void) { return strdup("this string is never freed"); }

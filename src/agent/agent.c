@@ -96,6 +96,7 @@ __attribute__((constructor)) static void hs_init(void) {
   }
   if (hs_opt.max_frames < 1) hs_opt.max_frames = 1;
   if (hs_opt.max_frames > HS_MAX_FRAMES) hs_opt.max_frames = HS_MAX_FRAMES;
+  hs_fast_unwind = hs_opt.fast_unwind;
   hs_unwind_init();
   hs_threads_init();
   pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
@@ -167,6 +168,11 @@ void hs_report_at_exit(int status, uintptr_t sp) {
   atomic_store(&hs_active, 0);
 
   struct hs_report_leak *leaks = res.nrecords ? hs_mmap(res.nrecords * sizeof *leaks) : NULL;
+  struct hs_report_retainer *rets = res.nrecords ? hs_mmap(res.nrecords * HS_MAX_RETAINERS * sizeof *rets) : NULL;
+  if (!rets && leaks) {
+    hs_munmap(leaks, res.nrecords * sizeof *leaks);
+    leaks = NULL;
+  }
   size_t nl = 0;
   for (size_t i = 0; leaks && i < res.nrecords; i++) {
     const struct hs_leak_record *r = &res.records[i];
@@ -179,9 +185,16 @@ void hs_report_at_exit(int status, uintptr_t sp) {
     l->max_offset = r->max_offset;
     l->frames = hs_depot_get(r->stack, &l->nframes);
     if (!l->frames) l->nframes = 0;
+    for (unsigned k = 0; k < r->nret; k++)
+      rets[i * HS_MAX_RETAINERS + k] = (struct hs_report_retainer){r->ret[k].where, r->ret[k].kind, r->ret[k].tid,
+                                                                  r->ret[k].bytes, r->ret[k].blocks};
+    l->retainers = &rets[i * HS_MAX_RETAINERS];
+    l->nretainers = r->nret;
   }
   char path[PATH_MAX];
   if (hs_opt.report) report_path(path, sizeof path);
+  struct hs_totals_snapshot tot;
+  hs_totals_read(&tot);
   struct hs_report_input in = {
       .abi = HS_REPORT_ABI,
       .pid = getpid(),
@@ -196,13 +209,13 @@ void hs_report_at_exit(int status, uintptr_t sp) {
       .quiet = hs_opt.quiet,
       .leaks = leaks,
       .nleaks = nl,
-      .allocs = atomic_load(&hs_totals.allocs),
-      .frees = atomic_load(&hs_totals.frees),
-      .allocated_bytes = atomic_load(&hs_totals.bytes),
-      .peak_bytes = (uint64_t)atomic_load(&hs_totals.peak_bytes),
-      .peak_blocks = (uint64_t)atomic_load(&hs_totals.peak_blocks),
-      .inuse_bytes = (uint64_t)atomic_load(&hs_totals.cur_bytes),
-      .inuse_blocks = (uint64_t)atomic_load(&hs_totals.cur_blocks),
+      .allocs = tot.allocs,
+      .frees = tot.frees,
+      .allocated_bytes = tot.bytes,
+      .peak_bytes = (uint64_t)tot.peak_bytes,
+      .peak_blocks = (uint64_t)tot.peak_blocks,
+      .inuse_bytes = (uint64_t)tot.cur_bytes,
+      .inuse_blocks = (uint64_t)tot.cur_blocks,
       .nthreads_unstopped = res.nthreads_unstopped,
   };
   struct hs_report_output out = {0};
@@ -212,6 +225,7 @@ void hs_report_at_exit(int status, uintptr_t sp) {
   else
     emit_raw(&in, &out);
   if (leaks) hs_munmap(leaks, res.nrecords * sizeof *leaks);
+  if (rets) hs_munmap(rets, res.nrecords * HS_MAX_RETAINERS * sizeof *rets);
   hs_leak_result_free(&res);
   if (hs_opt.error_exitcode && out.shown_blocks) {
     /* Like valgrind: the process ends with the chosen status. Flush what

@@ -50,21 +50,80 @@ void hs_hooks_resolve(void) {
   resolving = 0;
 }
 
-/* ---- accounting ------------------------------------------------------- */
+/* ---- accounting ---------------------------------------------------------
+ * Counters are per thread (one writer, no atomic read-modify-write on the
+ * hot path) and summed on read. The in-use total feeds the peak through a
+ * per-thread delta flushed every 256 events or 256 KiB, so the peak is exact
+ * to within that much per thread. */
+struct tstats {
+  struct tstats *next;
+  atomic_ulong allocs, frees, bytes;
+  long delta_bytes, delta_blocks;
+  unsigned events;
+};
+static _Atomic(struct tstats *) all_stats;
+static HS_TLS struct tstats *my_stats;
 
-static void account_alloc(size_t size) {
-  atomic_fetch_add_explicit(&hs_totals.allocs, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&hs_totals.bytes, size, memory_order_relaxed);
-  long cur = atomic_fetch_add_explicit(&hs_totals.cur_bytes, (long)size, memory_order_relaxed) + (long)size;
-  long blk = atomic_fetch_add_explicit(&hs_totals.cur_blocks, 1, memory_order_relaxed) + 1;
+static HS_COLD struct tstats *stats_slow(void) {
+  /* a cache line of its own: other threads only read it at report time */
+  char *raw = hs_alloc(sizeof(struct tstats) + 128);
+  if (!raw) return NULL;
+  struct tstats *s = (struct tstats *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+  s->next = atomic_load(&all_stats);
+  while (!atomic_compare_exchange_weak(&all_stats, &s->next, s))
+    ;
+  my_stats = s;
+  return s;
+}
+
+static void flush_delta(struct tstats *s) {
+  long cur = atomic_fetch_add_explicit(&hs_totals.cur_bytes, s->delta_bytes, memory_order_relaxed) + s->delta_bytes;
+  long blk = atomic_fetch_add_explicit(&hs_totals.cur_blocks, s->delta_blocks, memory_order_relaxed) + s->delta_blocks;
+  s->delta_bytes = s->delta_blocks = 0;
+  s->events = 0;
   long pk = atomic_load_explicit(&hs_totals.peak_bytes, memory_order_relaxed);
-  while (cur > pk && !atomic_compare_exchange_weak_explicit(&hs_totals.peak_bytes, &pk, cur,
-                                                             memory_order_relaxed, memory_order_relaxed))
+  while (cur > pk && !atomic_compare_exchange_weak_explicit(&hs_totals.peak_bytes, &pk, cur, memory_order_relaxed,
+                                                             memory_order_relaxed))
     ;
   long pb = atomic_load_explicit(&hs_totals.peak_blocks, memory_order_relaxed);
-  while (blk > pb && !atomic_compare_exchange_weak_explicit(&hs_totals.peak_blocks, &pb, blk,
-                                                             memory_order_relaxed, memory_order_relaxed))
+  while (blk > pb && !atomic_compare_exchange_weak_explicit(&hs_totals.peak_blocks, &pb, blk, memory_order_relaxed,
+                                                             memory_order_relaxed))
     ;
+}
+
+#define BUMP(field, v) atomic_store_explicit(&s->field, atomic_load_explicit(&s->field, memory_order_relaxed) + (v), memory_order_relaxed)
+
+static inline void account(long bytes, long blocks, int is_alloc) {
+  struct tstats *s = my_stats;
+  if (HS_UNLIKELY(!s) && !(s = stats_slow())) return;
+  if (is_alloc) {
+    BUMP(allocs, 1);
+    BUMP(bytes, (unsigned long)bytes);
+  } else {
+    BUMP(frees, 1);
+  }
+  s->delta_bytes += is_alloc ? bytes : -bytes;
+  s->delta_blocks += is_alloc ? blocks : -blocks;
+  if (HS_UNLIKELY(++s->events >= 256 || s->delta_bytes > (256 << 10) || s->delta_bytes < -(256 << 10)))
+    flush_delta(s);
+}
+
+void hs_totals_read(struct hs_totals_snapshot *t) {
+  memset(t, 0, sizeof *t);
+  if (my_stats) flush_delta(my_stats);
+  for (struct tstats *s = atomic_load(&all_stats); s; s = s->next) {
+    t->allocs += atomic_load_explicit(&s->allocs, memory_order_relaxed);
+    t->frees += atomic_load_explicit(&s->frees, memory_order_relaxed);
+    t->bytes += atomic_load_explicit(&s->bytes, memory_order_relaxed);
+    t->pending_bytes += s->delta_bytes;
+    t->pending_blocks += s->delta_blocks;
+  }
+  t->cur_bytes = atomic_load(&hs_totals.cur_bytes) + t->pending_bytes;
+  t->cur_blocks = atomic_load(&hs_totals.cur_blocks) + t->pending_blocks;
+  t->peak_bytes = atomic_load(&hs_totals.peak_bytes);
+  t->peak_blocks = atomic_load(&hs_totals.peak_blocks);
+  if (t->cur_bytes > t->peak_bytes) t->peak_bytes = t->cur_bytes;
+  if (t->cur_blocks > t->peak_blocks) t->peak_blocks = t->cur_blocks;
 }
 
 static void note_arena_heap(uintptr_t p) {
@@ -94,7 +153,7 @@ static HS_COLD void record(void *p, size_t size) {
   uint32_t id = hs_depot_put(frames, n);
   hs_table_insert((uintptr_t)p, hs_meta(size, id));
   if (real_is_glibc) note_arena_heap((uintptr_t)p);
-  account_alloc(size);
+  account((long)size, 1, 1);
   hs_in_agent = 0;
 }
 
@@ -106,11 +165,7 @@ static inline void on_alloc(void *p, size_t size) {
 
 static HS_COLD void forget(void *p) {
   uint64_t meta;
-  if (hs_table_remove((uintptr_t)p, &meta)) {
-    atomic_fetch_add_explicit(&hs_totals.frees, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&hs_totals.cur_bytes, (long)hs_meta_size(meta), memory_order_relaxed);
-    atomic_fetch_sub_explicit(&hs_totals.cur_blocks, 1, memory_order_relaxed);
-  }
+  if (hs_table_remove((uintptr_t)p, &meta)) account((long)hs_meta_size(meta), 1, 0);
 }
 
 /* The block must leave the table before the memory returns to the
@@ -170,11 +225,7 @@ static void *do_realloc(void *old, size_t size) {
     if (had) hs_table_insert((uintptr_t)old, meta); /* old block is still live */
     return NULL;
   }
-  if (had) {
-    atomic_fetch_add_explicit(&hs_totals.frees, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&hs_totals.cur_bytes, (long)hs_meta_size(meta), memory_order_relaxed);
-    atomic_fetch_sub_explicit(&hs_totals.cur_blocks, 1, memory_order_relaxed);
-  }
+  if (had) account((long)hs_meta_size(meta), 1, 0);
   on_alloc(p, size);
   return p;
 }

@@ -32,7 +32,8 @@
   X(root_pid, INT, 0, "pid of the process `heapscope run` started")            \
   X(log_fd, INT, 2, "file descriptor for the text report")                     \
   X(default_suppressions, BOOL, 1, "suppress runtime-internal blocks")         \
-  X(quiet, BOOL, 0, "print nothing unless leaks are found")
+  X(quiet, BOOL, 0, "print nothing unless leaks are found")                    \
+  X(fast_unwind, BOOL, 1, "cached .eh_frame unwinder (else libunwind only)")
 
 enum hs_mode { HS_MODE_FULL = 0, HS_MODE_SAMPLE = 1 };
 enum hs_leak_check { HS_LC_NO = 0, HS_LC_SUMMARY = 1, HS_LC_FULL = 2 };
@@ -115,7 +116,10 @@ void hs_depot_unlock(void);
 /* Fills frames (leaf first), without the agent's own frames. */
 unsigned hs_unwind(uintptr_t *frames, unsigned max);
 void hs_unwind_init(void);
+void hs_unwind_flush(void);
+extern int hs_fast_unwind; /* option fast_unwind: the cached CFI walk */
 extern uintptr_t hs_self_text_start, hs_self_text_end;
+extern uintptr_t hs_libc_data_lo, hs_libc_data_hi;
 
 /* ---- table.c: live blocks --------------------------------------------- */
 /* meta: bits 0..23 stack id, bit 24 ignored, bits 25..63 size. */
@@ -165,11 +169,16 @@ extern struct hs_real hs_real;
 extern HS_TLS int hs_in_agent;
 /* 0 before init and after the exit report; 1 while tracking. */
 extern atomic_int hs_active;
+/* Flushed parts of the per-thread counters (hooks.c). */
 struct hs_totals {
-  atomic_ulong allocs, frees, bytes;
   atomic_long cur_bytes, cur_blocks, peak_bytes, peak_blocks;
 };
 extern struct hs_totals hs_totals;
+struct hs_totals_snapshot {
+  unsigned long allocs, frees, bytes;
+  long cur_bytes, cur_blocks, peak_bytes, peak_blocks, pending_bytes, pending_blocks;
+};
+void hs_totals_read(struct hs_totals_snapshot *t);
 void hs_hooks_resolve(void);
 /* glibc non-main arena heaps seen, for excluding allocator memory from roots. */
 #define HS_MAX_ARENA_HEAPS 1024
@@ -204,6 +213,15 @@ size_t hs_stop_world(struct hs_stopped **out);
 void hs_resume_world(void);
 
 /* ---- leakcheck.c ------------------------------------------------------- */
+enum hs_root_kind { HS_ROOT_GLOBAL = 1, HS_ROOT_STACK, HS_ROOT_REGISTER, HS_ROOT_TLS, HS_ROOT_MMAP, HS_ROOT_IGNORED };
+#define HS_MAX_RETAINERS 8
+/* What keeps reachable (or possibly lost) blocks alive: a root word. */
+struct hs_retainer {
+  uintptr_t where; /* address of the root word (register number for registers) */
+  uint8_t kind;
+  pid_t tid;
+  uint64_t bytes, blocks;
+};
 struct hs_leak_record {
   uint32_t stack;
   uint8_t kind;
@@ -211,6 +229,8 @@ struct hs_leak_record {
   uint64_t indirect_bytes, indirect_blocks;
   uintptr_t first_addr; /* lowest block address, for stable ordering */
   uint64_t max_offset;  /* possibly lost: largest interior offset seen */
+  unsigned nret;
+  struct hs_retainer ret[HS_MAX_RETAINERS];
 };
 struct hs_leak_result {
   struct hs_leak_record *records; /* hs_mmap'd */

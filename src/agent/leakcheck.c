@@ -31,6 +31,12 @@ struct blk {
   uint8_t state, flags, ignored, pad;
 };
 
+struct root {
+  uintptr_t where;
+  uint8_t kind; /* enum hs_root_kind */
+  pid_t tid;
+};
+
 struct map {
   uintptr_t start, end;
   unsigned r : 1, w : 1, x : 1, file : 1, special : 1, device : 1, heap : 1;
@@ -47,6 +53,13 @@ static struct {
   size_t sp;
   uint64_t *ind_bytes, *ind_blocks; /* per clique leader */
   uint64_t *max_off;          /* largest interior offset that reached a Possible block */
+  uint32_t *root_of;          /* per block: 1 + index into roots, 0 = none */
+  struct root *roots;
+  size_t nroots, caproots;
+  long parent;                /* block being scanned, or -1 for a root */
+  uint8_t cur_kind;           /* kind of the root range being scanned */
+  pid_t cur_tid;
+  uintptr_t arena_lo, arena_hi; /* glibc's main_arena, never a root */
   struct map *maps;
   size_t nmaps;
   uint64_t scanned;
@@ -289,8 +302,19 @@ static inline void push(long i) {
   C.stack[C.sp++] = (uint32_t)i;
 }
 
-/* A pointer found in a root (prior_definite) or in a block. */
-static void mark_ptr(uintptr_t v, int prior_definite) {
+/* Remembers what keeps block i alive: the root word itself, or whatever
+ * keeps the block that points to it. */
+static void retain(long i, uintptr_t where) {
+  if (C.parent >= 0) {
+    C.root_of[i] = C.root_of[C.parent];
+  } else if (C.nroots < C.caproots) {
+    C.roots[C.nroots] = (struct root){where, C.cur_kind, C.cur_tid};
+    C.root_of[i] = (uint32_t)++C.nroots;
+  }
+}
+
+/* A pointer found in a root (prior_definite) or in a block, at where. */
+static void mark_ptr(uintptr_t v, int prior_definite, uintptr_t where) {
   long i = find_block(v);
   if (i < 0) return;
   struct blk *b = &C.b[i];
@@ -298,9 +322,11 @@ static void mark_ptr(uintptr_t v, int prior_definite) {
   int start = v == b->addr || heuristic(v, b);
   if (start && prior_definite) {
     b->state = REACHABLE;
+    retain(i, where);
     push(i);
   } else if (b->state == UNREACHED) {
     b->state = POSSIBLE;
+    retain(i, where);
     if (C.max_off && v - b->addr > C.max_off[i]) C.max_off[i] = v - b->addr;
     push(i);
   } else if (C.max_off && v - b->addr > C.max_off[i] && !start) {
@@ -339,7 +365,7 @@ static void scan_range(uintptr_t start, uintptr_t end, int prior_definite, long 
       uintptr_t v = *(const uintptr_t *)q;
       if (v - C.lo >= C.hi - C.lo) continue;
       if (leader < 0)
-        mark_ptr(v, prior_definite);
+        mark_ptr(v, prior_definite, q);
       else
         clique_ptr(v, leader);
     }
@@ -352,13 +378,39 @@ static void drain(long leader) {
   while (C.sp) {
     long i = C.stack[--C.sp];
     C.b[i].flags &= (uint8_t)~F_PENDING;
+    C.parent = i;
     /* Blocks are process memory: a fault here would be the program's own
      * corruption; scan_range still protects us. */
     scan_range(C.b[i].addr, C.b[i].addr + C.b[i].size, C.b[i].state != POSSIBLE, leader);
   }
+  C.parent = -1;
 }
 
 /* ---- roots -------------------------------------------------------------- */
+
+/* glibc's main_arena (a static in libc, not exported) holds the heads of
+ * the free lists: pointers to free chunks, 16 bytes before their user
+ * memory, which land inside the neighbouring live block. Find it by its
+ * signature: an empty bin's two links point at the bin itself minus 16,
+ * and most of its 127 bins are empty. */
+static void find_main_arena(void) {
+  uintptr_t first = 0, last = 0;
+  unsigned pairs = 0;
+  for (uintptr_t w = (hs_libc_data_lo + 7) & ~(uintptr_t)7; w + 16 <= hs_libc_data_hi; w += 8) {
+    const uintptr_t *p = (const uintptr_t *)w;
+    if (p[0] == w - 16 && p[1] == w - 16) {
+      if (!first) first = w;
+      last = w;
+      pairs++;
+      w += 8;
+    }
+  }
+  if (pairs >= 32) {
+    /* fastbins, top and last_remainder precede the bins; next etc. follow */
+    C.arena_lo = first - 160;
+    C.arena_hi = last + 16 + 64;
+  }
+}
 
 /* Scans [s, e) as a root, leaving out the memory of live blocks (scanned
  * when reached, not as roots) and glibc's non-main arena heaps (free chunks
@@ -368,6 +420,11 @@ static void drain(long leader) {
  * never by whole mapping. */
 static void scan_root(uintptr_t s, uintptr_t e) {
   if (s >= e) return;
+  if (C.arena_hi && C.arena_lo < e && C.arena_hi > s) {
+    scan_root(s, C.arena_lo);
+    scan_root(C.arena_hi, e);
+    return;
+  }
   for (unsigned h = 0; h < HS_MAX_ARENA_HEAPS; h++) {
     uintptr_t b = atomic_load_explicit(&hs_arena_heaps[h], memory_order_relaxed);
     if (!b) break;
@@ -395,15 +452,21 @@ static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
     if (hs_is_own_memory(m->start, m->end)) continue;
     uintptr_t from = m->start;
     int is_stack = 0;
+    C.cur_kind = m->file ? HS_ROOT_GLOBAL : HS_ROOT_MMAP;
+    C.cur_tid = 0;
     /* A live thread's stack: only from its stack pointer up. */
     if (my_sp >= m->start && my_sp < m->end) {
       from = my_sp;
       is_stack = 1;
+      C.cur_kind = HS_ROOT_STACK;
+      C.cur_tid = gettid();
     }
     for (size_t t = 0; t < nth && !is_stack; t++)
       if (th[t].stopped && th[t].sp >= m->start && th[t].sp < m->end) {
         from = th[t].sp;
         is_stack = 1;
+        C.cur_kind = HS_ROOT_STACK;
+        C.cur_tid = th[t].tid;
       }
     /* The stack of a thread that ended (glibc caches them): its frames are
      * dead, only the top (thread descriptor, static TLS) is live data. A
@@ -413,13 +476,21 @@ static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
       if (!__atomic_load_n(&t->alive, __ATOMIC_ACQUIRE) && t->final_sp > from && t->final_sp < m->end) {
         from = t->final_sp;
         is_stack = 1;
+        C.cur_kind = HS_ROOT_TLS; /* what is left of an ended thread: its descriptor and TLS */
+        C.cur_tid = t->tid;
+      } else if (t->alive) {
+        C.cur_kind = HS_ROOT_STACK;
+        C.cur_tid = t->tid;
       }
     }
     scan_root(from, m->end);
   }
+  C.cur_kind = HS_ROOT_REGISTER;
   for (size_t t = 0; t < nth; t++)
-    if (th[t].stopped)
-      for (int r = 0; r < HS_NGREGS; r++) mark_ptr(th[t].regs[r], 1);
+    if (th[t].stopped) {
+      C.cur_tid = th[t].tid;
+      for (int r = 0; r < HS_NGREGS; r++) mark_ptr(th[t].regs[r], 1, (uintptr_t)r);
+    }
 }
 
 /* ---- grouping ----------------------------------------------------------- */
@@ -463,6 +534,19 @@ static int group(struct hs_leak_result *res) {
       r->indirect_blocks += C.ind_blocks[i];
     }
     if (k == HS_POSSIBLE && C.max_off[i] > r->max_offset) r->max_offset = C.max_off[i];
+    if ((k == HS_REACHABLE || k == HS_POSSIBLE) && C.root_of[i]) {
+      const struct root *ro = &C.roots[C.root_of[i] - 1];
+      unsigned j = 0;
+      while (j < r->nret && !(r->ret[j].where == ro->where && r->ret[j].tid == ro->tid)) j++;
+      if (j == r->nret && j < HS_MAX_RETAINERS) {
+        r->ret[j] = (struct hs_retainer){.where = ro->where, .kind = ro->kind, .tid = ro->tid};
+        r->nret++;
+      }
+      if (j < r->nret) {
+        r->ret[j].bytes += b->size;
+        r->ret[j].blocks++;
+      }
+    }
   }
   hs_munmap(h, cap * sizeof *h);
   res->records = rec;
@@ -479,6 +563,8 @@ static void release(void) {
   if (C.ind_bytes) hs_munmap(C.ind_bytes, (C.n + 1) * sizeof *C.ind_bytes);
   if (C.ind_blocks) hs_munmap(C.ind_blocks, (C.n + 1) * sizeof *C.ind_blocks);
   if (C.max_off) hs_munmap(C.max_off, (C.n + 1) * sizeof *C.max_off);
+  if (C.root_of) hs_munmap(C.root_of, (C.n + 1) * sizeof *C.root_of);
+  if (C.roots) hs_munmap(C.roots, C.caproots * sizeof *C.roots);
   if (C.maps) hs_munmap(C.maps, (C.nmaps + 1) * sizeof *C.maps);
   memset(&C, 0, sizeof C);
 }
@@ -521,14 +607,21 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp) {
     C.ind_bytes = hs_mmap((C.n + 1) * sizeof *C.ind_bytes);
     C.ind_blocks = hs_mmap((C.n + 1) * sizeof *C.ind_blocks);
     C.max_off = hs_mmap((C.n + 1) * sizeof *C.max_off);
-    if (!C.stack || !C.ind_bytes || !C.ind_blocks || !C.max_off || build_page_index()) goto out;
+    C.root_of = hs_mmap((C.n + 1) * sizeof *C.root_of);
+    C.caproots = C.n + 1;
+    C.roots = hs_mmap(C.caproots * sizeof *C.roots);
+    C.parent = -1;
+    if (!C.stack || !C.ind_bytes || !C.ind_blocks || !C.max_off || !C.root_of || !C.roots || build_page_index())
+      goto out;
 
     /* Blocks the program asked us to ignore are treated as roots. */
+    C.cur_kind = HS_ROOT_IGNORED;
     for (size_t i = 0; i < C.n; i++)
       if (C.b[i].ignored) {
         C.b[i].state = REACHABLE;
         push((long)i);
       }
+    if (hs_libc_data_hi) find_main_arena();
     scan_roots(th, nth, my_sp);
     drain(-1);
     for (size_t i = 0; i < C.n; i++)

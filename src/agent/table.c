@@ -16,15 +16,21 @@ struct shard {
   hs_lock_t lock;
   uint32_t count, cap; /* cap is a power of two, or 0 */
   struct slot *slots;
-  char pad[64 - sizeof(hs_lock_t) - 8 - sizeof(void *)];
-};
-static struct shard shards[NSHARDS] __attribute__((aligned(64)));
+} __attribute__((aligned(64))); /* one cache line each: no false sharing */
+static struct shard shards[NSHARDS];
 
+/* The shard is chosen by the 1 MiB region of the address, the slot by the
+ * whole address. glibc gives each thread its own arena, so threads mostly
+ * work in disjoint regions and therefore on disjoint shards: a lock's cache
+ * line stays with the thread that uses it. */
 static inline uint64_t mix(uintptr_t a) {
   uint64_t h = (uint64_t)(a >> 4) * 0x9E3779B97F4A7C15ull;
   return h ^ (h >> 31);
 }
-static inline struct shard *shard_of(uint64_t h) { return &shards[h >> (64 - SHARD_BITS)]; }
+static inline struct shard *shard_for(uintptr_t a) {
+  uint64_t r = (uint64_t)(a >> 20) * 0x9E3779B97F4A7C15ull;
+  return &shards[r >> (64 - SHARD_BITS)];
+}
 
 static int grow(struct shard *s) {
   uint32_t ncap = s->cap ? s->cap * 2 : INITIAL_CAP;
@@ -44,7 +50,7 @@ static int grow(struct shard *s) {
 
 void hs_table_insert(uintptr_t addr, uint64_t meta) {
   uint64_t h = mix(addr);
-  struct shard *s = shard_of(h);
+  struct shard *s = shard_for(addr);
   hs_lock(&s->lock);
   if ((s->count + 1) * 4 > s->cap * 3 && grow(s)) {
     hs_unlock(&s->lock);
@@ -62,7 +68,7 @@ void hs_table_insert(uintptr_t addr, uint64_t meta) {
 
 int hs_table_remove(uintptr_t addr, uint64_t *meta) {
   uint64_t h = mix(addr);
-  struct shard *s = shard_of(h);
+  struct shard *s = shard_for(addr);
   hs_lock(&s->lock);
   if (!s->cap) {
     hs_unlock(&s->lock);
@@ -103,7 +109,7 @@ static struct slot *find(struct shard *s, uint64_t h, uintptr_t addr) {
 
 int hs_table_lookup(uintptr_t addr, uint64_t *meta) {
   uint64_t h = mix(addr);
-  struct shard *s = shard_of(h);
+  struct shard *s = shard_for(addr);
   hs_lock(&s->lock);
   struct slot *e = find(s, h, addr);
   if (e) *meta = e->meta;
@@ -113,7 +119,7 @@ int hs_table_lookup(uintptr_t addr, uint64_t *meta) {
 
 int hs_table_set_flag(uintptr_t addr, uint64_t flag) {
   uint64_t h = mix(addr);
-  struct shard *s = shard_of(h);
+  struct shard *s = shard_for(addr);
   hs_lock(&s->lock);
   struct slot *e = find(s, h, addr);
   if (e) e->meta |= flag;

@@ -1,16 +1,326 @@
-/* Stack capture. libunwind's unw_backtrace reads .eh_frame, so stacks are
- * complete in binaries built without frame pointers (as Debian's are). The
- * agent's own frames (the hook and its callers inside libheapscope.so) are
- * dropped so that frame 0 is the program's call to malloc/new. */
-#define UNW_LOCAL_ONLY
+/* Stack capture. The fast path is a frame walk that needs no frame
+ * pointers: for every code address it caches the unwind rule that the
+ * .eh_frame CFI gives there (where the CFA is, where the return address and
+ * the caller's rbp are saved), computed once with libdw. A hit costs a few
+ * loads per frame. Every read is bounded by the thread's stack, and any
+ * frame the cache cannot describe (signal trampolines, CFI expressions, an
+ * unknown module) sends the whole capture to libunwind's unw_backtrace. The
+ * agent's own frames are dropped so that frame 0 is the program's call to
+ * malloc/new. */
 #define _GNU_SOURCE
+#define UNW_LOCAL_ONLY
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <fcntl.h>
+#include <libelf.h>
 #include <libunwind.h>
 #include <link.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hs.h"
 
 uintptr_t hs_self_text_start, hs_self_text_end;
+int hs_fast_unwind = 1;
+
+/* ---- rules ----------------------------------------------------------- */
+/* A rule, packed in 64 bits (0 = not computable):
+ *   bits 0..31  CFA offset (signed)
+ *   bit  32     CFA base is rbp (else rsp)
+ *   bit  33     rbp unchanged by this frame
+ *   bit  34     end of stack (return address undefined)
+ *   bit  35     valid
+ *   bits 40..55 offset of the saved rbp from the CFA (signed 16) */
+#define R_BASE_RBP (1ull << 32)
+#define R_RBP_SAME (1ull << 33)
+#define R_END (1ull << 34)
+#define R_VALID (1ull << 35)
+
+struct slot {
+  atomic_uintptr_t pc;
+  atomic_ulong rule;
+};
+#define CACHE_BITS 18
+static struct slot *cache;
+static hs_lock_t miss_lock;
+
+struct module {
+  uintptr_t base;
+  char name[256];
+  Elf *elf;
+  Dwarf_CFI *cfi;
+};
+#define MAX_MODULES 512
+static struct module modules[MAX_MODULES];
+static int nmodules;
+
+struct find_arg {
+  uintptr_t pc;
+  uintptr_t base;
+  char name[256];
+  int found;
+};
+
+static int find_module(struct dl_phdr_info *info, size_t size, void *p) {
+  (void)size;
+  struct find_arg *a = p;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD) continue;
+    uintptr_t s = info->dlpi_addr + ph->p_vaddr;
+    if (a->pc >= s && a->pc < s + ph->p_memsz) {
+      a->base = info->dlpi_addr;
+      const char *n = info->dlpi_name;
+      if (!n || !*n) n = "/proc/self/exe";
+      hs_snprintf(a->name, sizeof a->name, "%s", n);
+      a->found = 1;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static struct module *module_for(uintptr_t pc) {
+  struct find_arg a = {.pc = pc};
+  dl_iterate_phdr(find_module, &a);
+  if (!a.found || !strchr(a.name, '/')) return NULL; /* the vdso has no file */
+  for (int i = 0; i < nmodules; i++)
+    if (modules[i].base == a.base && !strcmp(modules[i].name, a.name)) return modules[i].cfi ? &modules[i] : NULL;
+  if (nmodules == MAX_MODULES) return NULL;
+  struct module *m = &modules[nmodules++];
+  m->base = a.base;
+  memcpy(m->name, a.name, sizeof m->name);
+  int fd = open(a.name, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  /* ELF_C_READ_MMAP keeps the file mapped; the fd can go. */
+  m->elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+  close(fd);
+  m->cfi = m->elf ? dwarf_getcfi_elf(m->elf) : NULL;
+  return m->cfi ? m : NULL;
+}
+
+static int is_cfa_plus(const Dwarf_Op *ops, size_t n, int64_t *off) {
+  if (n != 2 || ops[0].atom != DW_OP_call_frame_cfa) return 0;
+  if (ops[1].atom == DW_OP_plus_uconst) {
+    *off = (int64_t)ops[1].number;
+    return 1;
+  }
+  return 0;
+}
+
+/* Computes the rule at pc with libdw; 0 when the CFI is not a plain rule. */
+static uint64_t compute_rule(uintptr_t pc) {
+  struct module *m = module_for(pc);
+  if (!m) return 0;
+  Dwarf_Frame *f = NULL;
+  if (dwarf_cfi_addrframe(m->cfi, pc - m->base, &f) != 0 || !f) return 0;
+  uint64_t rule = 0;
+  Dwarf_Op *ops;
+  size_t n;
+  if (dwarf_frame_cfa(f, &ops, &n) != 0 || n != 1) goto out;
+  int reg;
+  int64_t off;
+  if (ops[0].atom == DW_OP_bregx) {
+    reg = (int)ops[0].number;
+    off = (int64_t)ops[0].number2;
+  } else if (ops[0].atom >= DW_OP_breg0 && ops[0].atom <= DW_OP_breg31) {
+    reg = ops[0].atom - DW_OP_breg0;
+    off = (int64_t)ops[0].number;
+  } else {
+    goto out;
+  }
+  if ((reg != 7 && reg != 6) || off < INT32_MIN || off > INT32_MAX) goto out;
+  rule = (uint64_t)(uint32_t)(int32_t)off | (reg == 6 ? R_BASE_RBP : 0);
+  Dwarf_Op mem[3], *rops;
+  size_t rn;
+  /* return address: at CFA-8, or undefined at the outermost frame */
+  if (dwarf_frame_register(f, 16, mem, &rops, &rn) != 0) { rule = 0; goto out; }
+  if (rn == 0 && rops == mem) {
+    rule |= R_END;
+  } else {
+    int64_t ra;
+    if (!is_cfa_plus(rops, rn, &ra) || ra != -8) { rule = 0; goto out; }
+  }
+  if (dwarf_frame_register(f, 6, mem, &rops, &rn) != 0) { rule = 0; goto out; }
+  if (rn == 0) {
+    rule |= R_RBP_SAME; /* same value; "undefined" only happens in _start */
+  } else {
+    int64_t ro;
+    if (!is_cfa_plus(rops, rn, &ro) || ro < INT16_MIN || ro > INT16_MAX) { rule = 0; goto out; }
+    rule |= (uint64_t)(uint16_t)(int16_t)ro << 40;
+  }
+  rule |= R_VALID;
+out:
+  free(f);
+  return rule;
+}
+
+static inline size_t slot_of(uintptr_t pc) {
+  return (size_t)(((uint64_t)pc * 0x9E3779B97F4A7C15ull) >> (64 - CACHE_BITS));
+}
+
+static HS_COLD uint64_t rule_miss(uintptr_t pc) {
+  hs_lock(&miss_lock);
+  uint64_t r = compute_rule(pc);
+  size_t i = slot_of(pc);
+  for (int probe = 0; probe < 32; probe++, i = (i + 1) & ((1u << CACHE_BITS) - 1)) {
+    uintptr_t k = atomic_load_explicit(&cache[i].pc, memory_order_relaxed);
+    if (k == pc) break;
+    if (!k) {
+      atomic_store_explicit(&cache[i].rule, r, memory_order_relaxed);
+      atomic_store_explicit(&cache[i].pc, pc, memory_order_release);
+      break;
+    }
+  }
+  hs_unlock(&miss_lock);
+  return r;
+}
+
+/* A small per-thread direct-mapped cache in front of the shared one: a hot
+ * allocation site walks the same 10-20 return addresses every time, and the
+ * shared table (4 MiB) would cost a cache miss per frame. */
+#define L1_BITS 9
+struct l1 {
+  uintptr_t pc;
+  uint64_t rule;
+};
+static HS_TLS struct l1 l1[1u << L1_BITS];
+static HS_TLS unsigned l1_gen;
+static atomic_uint flush_gen;
+
+static inline uint64_t rule_shared(uintptr_t pc) {
+  size_t i = slot_of(pc);
+  for (int probe = 0; probe < 32; probe++, i = (i + 1) & ((1u << CACHE_BITS) - 1)) {
+    uintptr_t k = atomic_load_explicit(&cache[i].pc, memory_order_acquire);
+    if (k == pc) return atomic_load_explicit(&cache[i].rule, memory_order_relaxed);
+    if (!k) break;
+  }
+  return rule_miss(pc);
+}
+
+static inline uint64_t rule_for(uintptr_t pc) {
+  struct l1 *e = &l1[(pc ^ (pc >> L1_BITS)) & ((1u << L1_BITS) - 1)];
+  if (HS_LIKELY(e->pc == pc)) return e->rule;
+  uint64_t r = rule_shared(pc);
+  e->pc = pc;
+  e->rule = r;
+  return r;
+}
+
+/* dlclose may put new code where cached code was. */
+void hs_unwind_flush(void) {
+  if (!cache) return;
+  hs_lock(&miss_lock);
+  for (size_t i = 0; i < (1u << CACHE_BITS); i++) atomic_store_explicit(&cache[i].pc, 0, memory_order_relaxed);
+  atomic_fetch_add(&flush_gen, 1); /* per-thread caches notice and empty */
+  nmodules = 0; /* handles are leaked: a racing reader may still use them */
+  hs_unlock(&miss_lock);
+}
+
+/* ---- the walk --------------------------------------------------------- */
+
+static HS_TLS uintptr_t stack_lo, stack_hi;
+
+static HS_COLD int stack_bounds(void) {
+  pthread_attr_t a;
+  void *lo;
+  size_t sz;
+  int saved = hs_in_agent;
+  hs_in_agent = 1;
+  int ok = pthread_getattr_np(pthread_self(), &a) == 0;
+  if (ok) {
+    ok = pthread_attr_getstack(&a, &lo, &sz) == 0;
+    pthread_attr_destroy(&a);
+  }
+  hs_in_agent = saved;
+  if (!ok) return -1;
+  stack_lo = (uintptr_t)lo;
+  stack_hi = (uintptr_t)lo + sz;
+  return 0;
+}
+
+static unsigned slow_unwind(uintptr_t *frames, unsigned max) {
+  void *buf[HS_MAX_FRAMES + 16];
+  unsigned want = max + 8 > HS_MAX_FRAMES + 16 ? HS_MAX_FRAMES + 16 : max + 8;
+  int n = unw_backtrace(buf, (int)want);
+  if (n <= 0) return 0;
+  int skip = 0;
+  while (skip < n && (uintptr_t)buf[skip] >= hs_self_text_start && (uintptr_t)buf[skip] < hs_self_text_end) skip++;
+  unsigned out = 0;
+  for (int i = skip; i < n && out < max; i++) frames[out++] = (uintptr_t)buf[i];
+  return out;
+}
+
+/* Returns the count, or -1 when the walk must be redone by libunwind. */
+static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max) {
+  uintptr_t pc, sp, bp;
+  /* rbp first: the compiler may pick rbp itself for one of the outputs. */
+  __asm__ volatile("mov %%rbp, %2\n\tlea 0(%%rip), %0\n\tmov %%rsp, %1" : "=&r"(pc), "=&r"(sp), "=&r"(bp));
+  if (HS_UNLIKELY(!stack_hi) && stack_bounds()) return -1;
+  if (sp < stack_lo || sp >= stack_hi) return -1; /* signal stack, fibers */
+  unsigned g = atomic_load_explicit(&flush_gen, memory_order_relaxed);
+  if (HS_UNLIKELY(g != l1_gen)) {
+    memset(l1, 0, sizeof l1);
+    l1_gen = g;
+  }
+  uintptr_t lookup = pc; /* the first pc is not a return address */
+  unsigned out = 0;
+  int in_agent = 1;
+  for (unsigned steps = 0; steps < HS_MAX_FRAMES + 32; steps++) {
+    uint64_t r = rule_for(lookup);
+    if (HS_UNLIKELY(!(r & R_VALID))) return -1;
+    if (r & R_END) return (int)out;
+    uintptr_t cfa = ((r & R_BASE_RBP) ? bp : sp) + (uintptr_t)(int64_t)(int32_t)(uint32_t)r;
+    if (HS_UNLIKELY(cfa <= sp || cfa > stack_hi)) return -1;
+    if (!(r & R_RBP_SAME)) {
+      uintptr_t at = cfa + (uintptr_t)(int64_t)(int16_t)(uint16_t)(r >> 40);
+      if (HS_UNLIKELY(at < sp || at + 8 > stack_hi)) return -1;
+      bp = *(const uintptr_t *)at;
+    }
+    uintptr_t ra = *(const uintptr_t *)(cfa - 8);
+    sp = cfa;
+    if (!ra) return (int)out;
+    if (in_agent && (ra < hs_self_text_start || ra >= hs_self_text_end)) in_agent = 0;
+    if (!in_agent) {
+      frames[out++] = ra;
+      if (out == max) return (int)out;
+    }
+    pc = ra;
+    lookup = ra - 1; /* the call instruction, inside the caller */
+  }
+  return (int)out;
+}
+
+unsigned hs_unwind(uintptr_t *frames, unsigned max) {
+  if (hs_fast_unwind && cache) {
+    int n = fast_unwind(frames, max);
+    if (HS_LIKELY(n >= 0)) return (unsigned)n;
+  }
+  return slow_unwind(frames, max);
+}
+
+/* ---- init --------------------------------------------------------------- */
+
+uintptr_t hs_libc_data_lo, hs_libc_data_hi;
+
+/* libc's writable data holds malloc's own state (main_arena), found by the
+ * leak check inside this range. */
+static int find_libc(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  (void)arg;
+  const char *n = info->dlpi_name ? strrchr(info->dlpi_name, '/') : NULL;
+  if (!n || strncmp(n, "/libc.so", 8)) return 0;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W)) {
+      hs_libc_data_lo = info->dlpi_addr + ph->p_vaddr;
+      hs_libc_data_hi = hs_libc_data_lo + ph->p_memsz;
+    }
+  }
+  return 1;
+}
 
 static int find_self(struct dl_phdr_info *info, size_t size, void *arg) {
   (void)size;
@@ -29,37 +339,38 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *arg) {
     const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
     if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W))
       hs_register_own_range(info->dlpi_addr + ph->p_vaddr, info->dlpi_addr + ph->p_vaddr + ph->p_memsz);
-  }
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
-    uintptr_t s = info->dlpi_addr + ph->p_vaddr, e = s + ph->p_memsz;
-    if (probe >= s && probe < e) {
-      hs_self_text_start = s;
-      hs_self_text_end = e;
-      return 1;
+    if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+      hs_self_text_start = info->dlpi_addr + ph->p_vaddr;
+      hs_self_text_end = hs_self_text_start + ph->p_memsz;
     }
   }
+  return 1;
+}
+
+__attribute__((noinline)) static int self_test(void) {
+  uintptr_t a[HS_MAX_FRAMES], b[HS_MAX_FRAMES];
+  unsigned m = slow_unwind(b, HS_MAX_FRAMES);
+  /* At start-up the stack ends in the dynamic linker's entry code, whose
+   * CFI the cache does not model (captures there go to libunwind): compare
+   * the frames above it. */
+  if (m < 2) return -1;
+  int n = fast_unwind(a, m - 1);
+  if (n != (int)m - 1) return -1;
+  for (int i = 0; i < n; i++)
+    if (a[i] != b[i]) return -1;
   return 0;
 }
 
 void hs_unwind_init(void) {
   dl_iterate_phdr(find_self, (void *)(uintptr_t)&hs_unwind_init);
-  /* Prime libunwind's caches on this thread before any hook needs it. */
-  uintptr_t f[4];
-  hs_unwind(f, 4);
-}
-
-unsigned hs_unwind(uintptr_t *frames, unsigned max) {
-  void *buf[HS_MAX_FRAMES + 16];
-  unsigned want = max + 8 > HS_MAX_FRAMES + 16 ? HS_MAX_FRAMES + 16 : max + 8;
-  int n = unw_backtrace(buf, (int)want);
-  if (n <= 0) return 0;
-  int skip = 0;
-  while (skip < n && (uintptr_t)buf[skip] >= hs_self_text_start &&
-         (uintptr_t)buf[skip] < hs_self_text_end)
-    skip++;
-  unsigned out = 0;
-  for (int i = skip; i < n && out < max; i++) frames[out++] = (uintptr_t)buf[i];
-  return out;
+  dl_iterate_phdr(find_libc, NULL);
+  elf_version(EV_CURRENT);
+  if (hs_fast_unwind) {
+    cache = hs_mmap(sizeof(struct slot) << CACHE_BITS);
+    /* Trust the cache only where it agrees with libunwind. */
+    if (cache && self_test()) {
+      hs_warn("the cached unwinder disagrees with libunwind here; using libunwind only");
+      hs_fast_unwind = 0;
+    }
+  }
 }

@@ -11,12 +11,22 @@
 
 #define HS_REPORT_ABI 1
 
+/* enum hs_root_kind: 1 global, 2 stack, 3 register, 4 tls, 5 mmap, 6 ignored */
+struct hs_report_retainer {
+  uintptr_t where;
+  int kind;
+  pid_t tid;
+  uint64_t bytes, blocks;
+};
+
 struct hs_report_leak {
   int kind; /* enum hs_kind */
   uint64_t bytes, blocks, indirect_bytes, indirect_blocks;
   uint64_t max_offset;
   const uintptr_t *frames; /* return addresses, leaf first */
   unsigned nframes;
+  const struct hs_report_retainer *retainers;
+  unsigned nretainers;
 };
 
 struct hs_report_input {

@@ -56,9 +56,13 @@ static int cmp_size_asc(const void *a, const void *b) {
   return 0;
 }
 
+/* Like valgrind, the text stops at main: what runs below it is libc's. The
+ * JSON keeps every frame. */
+static int is_main(const struct hs_frame *f) { return f->function && !strcmp(f->function, "main"); }
+
 static void text_stack(struct hs_buf *b, struct hs_symbolizer *sym, const struct hs_report_leak *l, int pid) {
-  int first = 1;
-  for (unsigned i = 0; i < l->nframes; i++) {
+  int first = 1, below_main = 0;
+  for (unsigned i = 0; i < l->nframes && !below_main; i++) {
     const struct hs_frame *f;
     int n = hs_sym_lookup(sym, l->frames[i] - 1, &f);
     for (int j = 0; j < n; j++) {
@@ -71,6 +75,7 @@ static void text_stack(struct hs_buf *b, struct hs_symbolizer *sym, const struct
       else
         hs_buf_printf(b, "\n");
       first = 0;
+      if (is_main(&f[j])) below_main = 1;
     }
   }
   if (first) hs_buf_printf(b, "==%d==    (no stack)\n", pid);
@@ -95,6 +100,78 @@ static void json_stack(struct hs_buf *b, struct hs_symbolizer *sym, const struct
     }
   }
   hs_buf_printf(b, "]");
+}
+
+/* ---- retention: what keeps reachable and possibly lost blocks alive ---- */
+static const char *const root_names[] = {"?", "global", "stack", "register", "tls", "mmap", "ignored"};
+
+struct ret {
+  const char *root, *symbol, *module;
+  uintptr_t where;
+  int tid;
+  uint64_t bytes, blocks;
+};
+
+/* Resolves and merges a record's retainers: globals by symbol, thread
+ * roots by thread. Returns the count written to out (at most max). */
+static int retainers(struct hs_symbolizer *sym, const struct hs_report_leak *l, struct ret *out, int max) {
+  int n = 0;
+  for (unsigned i = 0; i < l->nretainers; i++) {
+    const struct hs_report_retainer *r = &l->retainers[i];
+    struct ret x = {.root = root_names[r->kind >= 1 && r->kind <= 6 ? r->kind : 0], .where = r->where,
+                    .tid = (int)r->tid, .bytes = r->bytes, .blocks = r->blocks};
+    if ((r->kind == 1 || r->kind == 5) && sym && hs_sym_data(sym, r->where, &x.symbol, &x.module) == 0)
+      x.root = "global"; /* an anonymous mapping that belongs to a module: its .bss */
+    if (strcmp(x.root, "global") && strcmp(x.root, "mmap")) x.where = 0;
+    int j = 0;
+    for (; j < n; j++) {
+      struct ret *y = &out[j];
+      if (strcmp(y->root, x.root) || y->tid != x.tid) continue;
+      if (x.symbol ? (y->symbol && !strcmp(y->symbol, x.symbol)) : (!y->symbol && y->where == x.where)) break;
+    }
+    if (j < n) {
+      out[j].bytes += x.bytes;
+      out[j].blocks += x.blocks;
+    } else if (n < max) {
+      out[n++] = x;
+    }
+  }
+  return n;
+}
+
+static void json_retainers(struct hs_buf *b, struct hs_symbolizer *sym, const struct hs_report_leak *l) {
+  struct ret rs[16];
+  int n = retainers(sym, l, rs, 16);
+  hs_buf_printf(b, "[");
+  for (int i = 0; i < n; i++) {
+    hs_buf_printf(b, "%s{\"root\": \"%s\"", i ? ", " : "", rs[i].root);
+    if (rs[i].symbol) {
+      hs_buf_printf(b, ", \"symbol\": ");
+      hs_buf_json_str(b, rs[i].symbol);
+    }
+    if (rs[i].module) {
+      hs_buf_printf(b, ", \"module\": ");
+      hs_buf_json_str(b, rs[i].module);
+    }
+    if (rs[i].where) hs_buf_printf(b, ", \"address\": \"0x%lx\"", (unsigned long)rs[i].where);
+    if (rs[i].tid) hs_buf_printf(b, ", \"tid\": %d", rs[i].tid);
+    hs_buf_printf(b, ", \"bytes\": %llu, \"blocks\": %llu}", (unsigned long long)rs[i].bytes,
+                  (unsigned long long)rs[i].blocks);
+  }
+  hs_buf_printf(b, "]");
+}
+
+static void text_retainers(struct hs_buf *b, struct hs_symbolizer *sym, const struct hs_report_leak *l, int pid) {
+  struct ret rs[16];
+  int n = retainers(sym, l, rs, 16);
+  for (int i = 0; i < n; i++) {
+    hs_buf_printf(b, "==%d==    %s by %s", pid, i ? "  and" : "retained", rs[i].root);
+    if (rs[i].symbol) hs_buf_printf(b, " '%s'", rs[i].symbol);
+    if (rs[i].module) hs_buf_printf(b, " in %s", hs_basename(rs[i].module));
+    if (!rs[i].symbol && rs[i].where) hs_buf_printf(b, " at 0x%lx", (unsigned long)rs[i].where);
+    if (rs[i].tid) hs_buf_printf(b, " of thread %d", rs[i].tid);
+    hs_buf_printf(b, " (%llu bytes in %llu blocks)\n", (unsigned long long)rs[i].bytes, (unsigned long long)rs[i].blocks);
+  }
 }
 
 static char *read_file(const char *path, size_t *len) {
@@ -163,7 +240,9 @@ static int write_json(const struct hs_report_input *in, struct rec *recs, size_t
     if (l->kind == POSSIBLE) hs_buf_printf(&b, " \"interior_offset\": %llu,", (unsigned long long)l->max_offset);
     hs_buf_printf(&b, "\n     \"stack\": ");
     json_stack(&b, sym, l);
-    hs_buf_printf(&b, ",\n     \"retained_by\": []}");
+    hs_buf_printf(&b, ",\n     \"retained_by\": ");
+    json_retainers(&b, sym, l);
+    hs_buf_printf(&b, "}");
     first = 0;
   }
   hs_buf_printf(&b, "%s],\n  \"threads\": [],\n", first ? "" : "\n  ");
@@ -254,6 +333,7 @@ __attribute__((visibility("default"))) int hs_report_emit(const struct hs_report
       if (l->kind == POSSIBLE)
         hs_buf_printf(&b, "==%d==    (held only by an interior pointer, up to %llu bytes into the block)\n", pid,
                       (unsigned long long)l->max_offset);
+      if (l->kind == POSSIBLE || l->kind == REACHABLE) text_retainers(&b, sym, l, pid);
       hs_buf_printf(&b, "==%d== \n", pid);
     }
   }

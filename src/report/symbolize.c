@@ -227,3 +227,17 @@ int hs_sym_lookup(struct hs_symbolizer *s, uintptr_t addr, const struct hs_frame
   *out = s->cache[h].frames;
   return s->cache[h].n;
 }
+
+int hs_sym_data(struct hs_symbolizer *s, uintptr_t addr, const char **symbol, const char **module) {
+  *symbol = NULL;
+  *module = NULL;
+  Dwfl_Module *m = dwfl_addrmodule(s->dwfl, addr);
+  if (!m) return -1;
+  dwfl_module_info(m, NULL, NULL, NULL, NULL, NULL, module, NULL);
+  GElf_Off off;
+  GElf_Sym sym;
+  const char *n = dwfl_module_addrinfo(m, addr, &off, &sym, NULL, NULL, NULL);
+  /* a data object that covers addr (not the nearest function before it) */
+  if (n && GELF_ST_TYPE(sym.st_info) == STT_OBJECT && (off < sym.st_size || sym.st_size == 0)) *symbol = n;
+  return 0;
+}

@@ -22,4 +22,7 @@ void hs_sym_close(struct hs_symbolizer *s);
  * hs_sym_close. Returns the count (>= 1). */
 int hs_sym_lookup(struct hs_symbolizer *s, uintptr_t addr, const struct hs_frame **out);
 const char *hs_basename(const char *path);
+/* The module and data symbol (a global variable) holding addr; symbol is
+ * NULL when no symbol covers it. Returns -1 outside every module. */
+int hs_sym_data(struct hs_symbolizer *s, uintptr_t addr, const char **symbol, const char **module);
 #endif
