@@ -139,4 +139,13 @@ for f in "$WORK"/sh.json.*; do
 done
 end
 
+begin "in-program API with and without the agent"
+gcc -O1 -g -I"$ROOT/include" -o "$WORK/api" "$ROOT/tests/progs/api.c" || fail "api.c does not build"
+expect_eq "without the agent" "active=0 ignore=-1 ignore_bad=-1 check=-1" "$("$WORK/api" | tr '\n' ' ' | sed 's/ $//')"
+out=$("$HS" run --report="$WORK/api.json" -- "$WORK/api" 2>"$WORK/api.err")
+expect_eq "under the agent" "active=1 ignore=0 ignore_bad=-1 check=1234" "$(echo "$out" | tr '\n' ' ' | sed 's/ $//')"
+expect_match "check on demand printed" 'in use at this check' "$(cat "$WORK/api.err")"
+expect_eq "ignored block not reported at exit" 1234 "$(jq .summary.definitely_lost.bytes "$WORK/api.json")"
+end
+
 echo "SUITE $PASS $FAIL"

@@ -157,15 +157,15 @@ static void emit_raw(const struct hs_report_input *in, struct hs_report_output *
   }
 }
 
-void hs_report_at_exit(int status, uintptr_t sp) {
-  if (!atomic_load(&hs_active) || getpid() != my_pid) return; /* vfork child: not ours */
-  if (atomic_exchange(&reported, 1)) return;
-  hs_in_agent = 1;
+/* Checks and reports. At exit (final) tracking stops for good and the JSON
+ * report is written; a check on demand only prints. Returns the unsuppressed
+ * bytes of the shown leak kinds. */
+static uint64_t check_and_report(int status, uintptr_t sp, int final) {
   struct hs_leak_result res;
   memset(&res, 0, sizeof res);
-  if (hs_opt.leak_check != HS_LC_NO && hs_leak_check(&res, sp))
+  if ((hs_opt.leak_check != HS_LC_NO || !final) && hs_leak_check(&res, sp))
     hs_warn("leak check failed (out of memory?); reporting totals only");
-  atomic_store(&hs_active, 0);
+  if (final) atomic_store(&hs_active, 0);
 
   struct hs_report_leak *leaks = res.nrecords ? hs_mmap(res.nrecords * sizeof *leaks) : NULL;
   struct hs_report_retainer *rets = res.nrecords ? hs_mmap(res.nrecords * HS_MAX_RETAINERS * sizeof *rets) : NULL;
@@ -192,19 +192,20 @@ void hs_report_at_exit(int status, uintptr_t sp) {
     l->nretainers = r->nret;
   }
   char path[PATH_MAX];
-  if (hs_opt.report) report_path(path, sizeof path);
+  if (hs_opt.report && final) report_path(path, sizeof path);
   struct hs_totals_snapshot tot;
   hs_totals_read(&tot);
   struct hs_report_input in = {
       .abi = HS_REPORT_ABI,
       .pid = getpid(),
       .exit_status = status,
+      .at_exit = final,
       .mode = hs_opt.mode == HS_MODE_SAMPLE ? "sample" : "full",
-      .leak_check = (int)hs_opt.leak_check,
+      .leak_check = final ? (int)hs_opt.leak_check : HS_LC_FULL,
       .show_kinds = hs_opt.show_leak_kinds,
       .suppressions = hs_opt.suppressions,
       .default_suppressions = hs_opt.default_suppressions,
-      .report_path = hs_opt.report ? path : NULL,
+      .report_path = hs_opt.report && final ? path : NULL,
       .log_fd = (int)hs_opt.log_fd,
       .quiet = hs_opt.quiet,
       .leaks = leaks,
@@ -227,11 +228,40 @@ void hs_report_at_exit(int status, uintptr_t sp) {
   if (leaks) hs_munmap(leaks, res.nrecords * sizeof *leaks);
   if (rets) hs_munmap(rets, res.nrecords * HS_MAX_RETAINERS * sizeof *rets);
   hs_leak_result_free(&res);
-  if (hs_opt.error_exitcode && out.shown_blocks) {
+  return out.shown_blocks ? out.shown_bytes : 0;
+}
+
+void hs_report_at_exit(int status, uintptr_t sp) {
+  if (!atomic_load(&hs_active) || getpid() != my_pid) return; /* vfork child: not ours */
+  if (atomic_exchange(&reported, 1)) return;
+  hs_in_agent = 1;
+  uint64_t shown = check_and_report(status, sp, 1);
+  if (hs_opt.error_exitcode && shown) {
     /* Like valgrind: the process ends with the chosen status. Flush what
      * exit() would have flushed after us. */
     fflush(NULL);
     hs_real._exit((int)hs_opt.error_exitcode);
   }
   hs_in_agent = 0;
+}
+
+/* ---- the public API (include/heapscope.h) ------------------------------- */
+
+HS_EXPORT int __heapscope_active(void) { return atomic_load(&hs_active); }
+
+/* __heapscope_leak_check is the trampoline HS_SAVE_REGS_ENTRY makes: the
+ * caller's callee-saved registers may hold its pointers, so they are pushed
+ * on the stack and the scan starts below them. */
+HS_SAVE_REGS_ENTRY(__heapscope_leak_check, hs_api_leak_check)
+__attribute__((used)) int hs_api_leak_check(uintptr_t sp) {
+  if (!atomic_load(&hs_active) || hs_in_agent) return -1;
+  hs_in_agent = 1;
+  uint64_t shown = check_and_report(0, sp, 0);
+  hs_in_agent = 0;
+  return shown > (uint64_t)INT_MAX ? INT_MAX : (int)shown;
+}
+
+HS_EXPORT int __heapscope_ignore(const void *block) {
+  if (!atomic_load(&hs_active) || !block) return -1;
+  return hs_table_set_flag((uintptr_t)block, HS_META_IGNORED) ? 0 : -1;
 }

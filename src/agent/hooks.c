@@ -354,16 +354,28 @@ DEL(_ZdaPvmSt11align_val_t, size_t n, size_t al) { (void)n; (void)al; free(p); }
 DEL(_ZdlPvSt11align_val_tRKSt9nothrow_t, size_t al, NOTHROW_T t) { (void)al; (void)t; free(p); }
 DEL(_ZdaPvSt11align_val_tRKSt9nothrow_t, size_t al, NOTHROW_T t) { (void)al; (void)t; free(p); }
 
-/* ---- process exit through _exit/_Exit (exit() reaches the agent through
- * its exit handler in agent.c) ------------------------------------------ */
-HS_EXPORT void _exit(int status) {
-  ENSURE_REAL();
-  hs_report_at_exit(status, (uintptr_t)__builtin_frame_address(0));
-  hs_real._exit(status);
+/* dlclose may unmap code whose unwind rules are cached. */
+HS_EXPORT int dlclose(void *handle) {
+  static int (*real_dlclose)(void *);
+  if (!real_dlclose) real_dlclose = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+  int r = real_dlclose(handle);
+  hs_unwind_flush();
+  return r;
 }
 
-HS_EXPORT void _Exit(int status) {
+/* ---- process exit through _exit/_Exit (exit() reaches the agent through
+ * its exit handler in agent.c) ------------------------------------------ */
+/* The caller's callee-saved registers are roots: the trampolines push them
+ * and pass the stack pointer below them (hs.h). */
+HS_SAVE_REGS_ENTRY(_exit, hs_exit_hook)
+HS_SAVE_REGS_ENTRY(_Exit, hs_Exit_hook)
+__attribute__((used, noreturn)) void hs_exit_hook(uintptr_t sp, int status) {
   ENSURE_REAL();
-  hs_report_at_exit(status, (uintptr_t)__builtin_frame_address(0));
+  hs_report_at_exit(status, sp);
+  hs_real._exit(status);
+}
+__attribute__((used, noreturn)) void hs_Exit_hook(uintptr_t sp, int status) {
+  ENSURE_REAL();
+  hs_report_at_exit(status, sp);
   hs_real._Exit(status);
 }

@@ -16,6 +16,16 @@
 #define HS_COLD __attribute__((noinline, cold))
 #define HS_EXPORT __attribute__((visibility("default")))
 
+/* An exported entry point NAME that pushes the callee-saved registers, then
+ * calls IMPL(sp, arg0) with sp pointing at them (so a scan of the stack from
+ * sp sees the caller's register values), passing the first argument on. */
+#define HS_SAVE_REGS_ENTRY(NAME, IMPL)                                                   \
+  __asm__(".text\n.globl " #NAME "\n.type " #NAME ",@function\n" #NAME ":\n"            \
+          "\tpush %rbx\n\tpush %rbp\n\tpush %r12\n\tpush %r13\n\tpush %r14\n\tpush %r15\n" \
+          "\tmov %rdi, %rsi\n\tmov %rsp, %rdi\n\tsub $8, %rsp\n\tcall " #IMPL "\n"         \
+          "\tadd $8, %rsp\n\tpop %r15\n\tpop %r14\n\tpop %r13\n\tpop %r12\n\tpop %rbp\n\tpop %rbx\n" \
+          "\tret\n.size " #NAME ", .-" #NAME "\n");
+
 /* ---- options.c --------------------------------------------------------- */
 /* One table generates the struct, the defaults, the parser and the dump.
  * X(name, type, default, help). Types: BOOL, INT, SIZE, STR, KINDS, ENUM. */

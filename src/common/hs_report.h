@@ -33,6 +33,7 @@ struct hs_report_input {
   int abi;
   pid_t pid;
   int exit_status;
+  int at_exit; /* 0: a check on demand (heapscope_leak_check) */
   const char *mode;
   int leak_check;           /* enum hs_leak_check */
   unsigned show_kinds;      /* HS_KIND_BIT set */

@@ -310,8 +310,8 @@ __attribute__((visibility("default"))) int hs_report_emit(const struct hs_report
   char c1[32], c2[32], c3[32], c4[32];
   struct hs_buf b = {0};
   hs_buf_printf(&b, "==%d== \n==%d== HEAP SUMMARY:\n", pid, pid);
-  hs_buf_printf(&b, "==%d==     in use at exit: %s bytes in %s blocks\n", pid, commas(in->inuse_bytes, c1),
-                commas(in->inuse_blocks, c2));
+  hs_buf_printf(&b, "==%d==     in use at %s: %s bytes in %s blocks\n", pid, in->at_exit ? "exit" : "this check",
+                commas(in->inuse_bytes, c1), commas(in->inuse_blocks, c2));
   hs_buf_printf(&b, "==%d==   total heap usage: %s allocs, %s frees, %s bytes allocated\n==%d== \n", pid,
                 commas(in->allocs, c1), commas(in->frees, c2), commas(in->allocated_bytes, c3), pid);
   if (in->leak_check == 2) {

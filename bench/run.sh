@@ -1,0 +1,114 @@
+#!/bin/bash
+# make bench: heapscope beside the program alone, heaptrack and valgrind
+# memcheck, in one run (hyperfine), on a malloc/free microbenchmark and on
+# real programs. Prints a markdown table and writes bench/results.md.
+# Timings on a shared 2-core machine are noisy: compare within one run.
+set -eu
+cd "$(dirname "$0")/.."
+B=build/bench
+mkdir -p "$B"
+HS=$PWD/build/heapscope
+RUNS=${RUNS:-5}
+CFLAGS="-O2 -g -fomit-frame-pointer -pthread"
+gcc $CFLAGS -o $B/mallocbench bench/mallocbench.c
+gcc $CFLAGS -o $B/exitcheck bench/exitcheck.c
+clang -O2 -g -fsanitize=leak -o $B/exitcheck.lsan bench/exitcheck.c
+
+# Workloads: name | command (run from $B)
+python3 - "$B" <<'PY'
+import sys
+b = sys.argv[1]
+with open(f"{b}/big.c", "w") as f:           # a large generated file for cc1
+    for i in range(6000):
+        f.write(f"int f{i}(int x) {{ int a[8]; for (int k = 0; k < 8; k++) a[k] = x * {i} + k; return a[x & 7] + {i}; }}\n")
+    f.write("int main(void) { return f1(2); }\n")
+with open(f"{b}/sqlite.sql", "w") as f:      # ~800k rows inserted and indexed
+    f.write("create table t(a integer primary key, b text, c real);\n")
+    f.write("with recursive c(x) as (select 1 union all select x+1 from c where x<800000) "
+            "insert into t select x, printf('row-%d-%d', x, x*7), x*0.5 from c;\n")
+    f.write("create index tb on t(b);\ncreate index tc on t(c);\nselect count(*) from t where b like 'row-1%';\n")
+with open(f"{b}/work.py", "w") as f:
+    f.write("import json, collections\n"
+            "d = collections.defaultdict(list)\n"
+            "for i in range(300000):\n    d[i % 1000].append({'k': i, 's': str(i) * 3})\n"
+            "print(len(json.dumps(d)))\n")
+PY
+CC1=$(gcc -print-prog-name=cc1)
+
+declare -a NAMES CMDS
+add() { NAMES+=("$1"); CMDS+=("$2"); }
+add "malloc/free, 1 thread, 15 deep" "$PWD/$B/mallocbench 1 2000000 15"
+add "malloc/free, 2 threads, 15 deep" "$PWD/$B/mallocbench 2 2000000 15"
+add "sqlite3, 800k rows + 2 indexes" "sqlite3 -batch -init $PWD/$B/sqlite.sql $PWD/$B/db.sqlite .quit"
+add "python3 (PYTHONMALLOC=malloc)" "env PYTHONMALLOC=malloc /usr/bin/python3 $PWD/$B/work.py"
+add "cc1 on a 6000-function file" "$CC1 -quiet -O1 $PWD/$B/big.c -o /dev/null"
+
+results=$B/results.tsv
+: >"$results"
+for i in "${!NAMES[@]}"; do
+  name=${NAMES[$i]}
+  cmd=${CMDS[$i]}
+  prep="rm -f $PWD/$B/db.sqlite"
+  # allocations made, from heapscope's own report
+  sh -c "$prep"
+  $HS run --leak-check=summary --report=$B/count.json -- $cmd >/dev/null 2>&1 || true
+  allocs=$(python3 -c "import json;print(json.load(open('$B/count.json'))['totals']['allocations'])" 2>/dev/null || echo 0)
+  vruns=$RUNS
+  case "$name" in sqlite3*|python3*|cc1*) vruns=1 ;; esac
+  hyperfine -N --prepare "$prep" -w 1 -r "$RUNS" --export-json $B/h.json \
+    -n alone "$cmd" \
+    -n heapscope "$HS run --leak-check=summary -- $cmd" \
+    -n "heapscope (libunwind only)" "env HEAPSCOPE_OPTIONS=fast_unwind=0 $HS run --leak-check=summary -- $cmd" \
+    -n heaptrack "heaptrack -o $PWD/$B/ht $cmd" >/dev/null 2>&1 || true
+  hyperfine -N --prepare "$prep" -r "$vruns" --export-json $B/v.json \
+    -n memcheck "valgrind --leak-check=full $cmd" >/dev/null 2>&1 || true
+  rm -f $PWD/$B/ht.*
+  python3 - "$name" "$allocs" $B/h.json $B/v.json >>"$results" <<'PY'
+import json, sys
+name, allocs = sys.argv[1], int(sys.argv[2])
+t = {}
+for f in sys.argv[3:]:
+    try:
+        for r in json.load(open(f))["results"]:
+            t[r["command"]] = r["mean"]
+    except Exception:
+        pass
+print("\t".join([name, str(allocs)] + [f"{t.get(k, float('nan')):.4f}" for k in
+      ["alone", "heapscope", "heapscope (libunwind only)", "heaptrack", "memcheck"]]))
+PY
+done
+
+# Memory: the agent's footprint against the program's own peak RSS.
+rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
+m_alone=$(rss $B/exitcheck 2000000)
+m_hs=$(rss $HS run --leak-check=no -- $B/exitcheck 2000000)
+# The exit check against LeakSanitizer: 8M blocks (1 GiB) reachable from one list.
+hyperfine -N -w 1 -r 3 --export-json $B/x.json \
+  -n alone "$B/exitcheck" \
+  -n "heapscope, no check" "$HS run --leak-check=no -- $B/exitcheck" \
+  -n "heapscope, check" "$HS run --leak-check=summary -- $B/exitcheck" \
+  -n "lsan, no check" "env ASAN_OPTIONS=detect_leaks=0 LSAN_OPTIONS=detect_leaks=0 $B/exitcheck.lsan" \
+  -n "lsan, check" "$B/exitcheck.lsan" >/dev/null 2>&1
+
+python3 - "$results" "$m_alone" "$m_hs" $B/x.json <<'PY' | tee bench/results.md
+import json, sys, datetime
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+print(f"# heapscope benchmark ({datetime.date.today()}, `make bench`)\n")
+print("Mean wall time of one run (hyperfine); added ns per allocation = (tool - alone) / allocations.\n")
+print("| workload | allocations | alone | heapscope | ns/alloc | libunwind only | ns/alloc | heaptrack | ns/alloc | memcheck | slowdown |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for r in rows:
+    name, n = r[0], int(r[1])
+    a, h, hl, ht, vg = map(float, r[2:])
+    ns = lambda x: f"{(x - a) / n * 1e9:.0f}" if n else "-"
+    print(f"| {name} | {n:,} | {a:.3f} s | {h:.3f} s ({h/a:.2f}x) | {ns(h)} | {hl:.3f} s | {ns(hl)} | "
+          f"{ht:.3f} s ({ht/a:.2f}x) | {ns(ht)} | {vg:.2f} s | {vg/a:.0f}x |")
+x = {r["command"]: r["mean"] for r in json.load(open(sys.argv[4]))["results"]}
+print()
+print(f"Exit check, 8 million blocks (1 GiB) reachable through one global list: heapscope "
+      f"{x['heapscope, check'] - x['heapscope, no check']:.2f} s, LeakSanitizer "
+      f"{x['lsan, check'] - x['lsan, no check']:.2f} s (each: run with the check minus run without).\n")
+ma, mh = int(sys.argv[2]), int(sys.argv[3])
+print(f"Peak RSS with 2 million live blocks of 128 bytes: alone {ma/1024:.0f} MiB, under heapscope {mh/1024:.0f} MiB "
+      f"(agent adds {(mh-ma)/ma:.2f}x of the program's own peak).")
+PY

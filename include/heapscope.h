@@ -1,0 +1,42 @@
+/* heapscope's optional in-program API.
+ *
+ * A program can include this header and call these functions whether or not
+ * it runs under heapscope: the agent's entry points are weak references, and
+ * without the agent every call returns -1 (or does nothing). No link flag is
+ * needed.
+ *
+ *   #include <heapscope.h>
+ *   ...
+ *   heapscope_ignore(cache_arena);        // never report this block
+ *   if (heapscope_leak_check() > 0) ...   // leaks so far, printed to stderr
+ */
+#ifndef HEAPSCOPE_H
+#define HEAPSCOPE_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The agent's entry points (libheapscope.so). Prefer the wrappers below. */
+extern int __heapscope_leak_check(void) __attribute__((weak));
+extern int __heapscope_ignore(const void *block) __attribute__((weak));
+extern int __heapscope_active(void) __attribute__((weak));
+
+/* 1 when the program runs under the heapscope agent, else 0. */
+static inline int heapscope_active(void) { return __heapscope_active ? __heapscope_active() : 0; }
+
+/* Runs a leak check now, with the options of the run (kinds shown,
+ * suppressions), and prints its report to stderr. Returns the bytes
+ * definitely, indirectly and possibly lost (unsuppressed, of the shown
+ * kinds), or -1 without the agent. The check at exit still happens. */
+static inline int heapscope_leak_check(void) { return __heapscope_leak_check ? __heapscope_leak_check() : -1; }
+
+/* Never reports the live heap block that starts at `block`, and treats its
+ * contents as a root (what it points to is reachable). Returns 0, or -1 when
+ * the agent is absent or `block` is not the start of a live block. */
+static inline int heapscope_ignore(const void *block) { return __heapscope_ignore ? __heapscope_ignore(block) : -1; }
+
+#ifdef __cplusplus
+}
+#endif
+#endif
