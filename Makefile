@@ -9,7 +9,7 @@ BASE_CFLAGS := -std=gnu11 -O2 -g $(WARN) -pthread -I/usr/include/x86_64-linux-gn
 CFLAGS ?=
 
 AGENT_SRC := $(wildcard src/agent/*.c)
-REPORT_SRC := $(wildcard src/report/*.c)
+REPORT_SRC := $(wildcard src/report/*.c) $(BUILD)/gen/profile.pb-c.c
 CLI_SRC := $(wildcard src/cli/*.c) src/agent/options.c src/agent/log.c src/agent/arena.c \
            src/report/suppress.c src/report/buf.c src/report/symbolize.c
 HEADERS := $(wildcard src/*/*.h include/*.h)
@@ -24,11 +24,17 @@ all: $(AGENT) $(REPORT) $(CLI)
 # The agent: exports only the interposed symbols and the public API.
 $(AGENT): $(AGENT_SRC) $(HEADERS) | $(BUILD)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -fexceptions -shared \
-	  -Wl,-z,nodelete -o $@ $(AGENT_SRC) -lunwind -ldw -lelf -ldl
+	  -Wl,-z,nodelete -o $@ $(AGENT_SRC) -lunwind -ldw -lelf -ldl -lm
 
 # Loaded by the agent only when it reports: symbolization (libdw), suppressions, JSON.
 $(REPORT): $(REPORT_SRC) $(HEADERS) | $(BUILD)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -shared -o $@ $(REPORT_SRC) -ldw -lelf -lstdc++
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -I$(BUILD)/gen -fPIC -fvisibility=hidden -shared -o $@ $(REPORT_SRC) \
+	  -lprotobuf-c -lmicrohttpd -lz -ldw -lelf -lstdc++
+
+# pprof's profile.proto, compiled with protoc-c
+$(BUILD)/gen/profile.pb-c.c: src/report/profile.proto
+	mkdir -p $(BUILD)/gen
+	protoc-c --c_out=$(BUILD)/gen --proto_path=src/report $<
 
 $(CLI): $(CLI_SRC) $(HEADERS) | $(BUILD)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -DHS_VERSION='"$(VERSION)"' -DHS_LIBDIR='"$(PREFIX)/lib/heapscope"' \

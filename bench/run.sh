@@ -19,7 +19,7 @@ python3 - "$B" <<'PY'
 import sys
 b = sys.argv[1]
 with open(f"{b}/big.c", "w") as f:           # a large generated file for cc1
-    for i in range(6000):
+    for i in range(1500):
         f.write(f"int f{i}(int x) {{ int a[8]; for (int k = 0; k < 8; k++) a[k] = x * {i} + k; return a[x & 7] + {i}; }}\n")
     f.write("int main(void) { return f1(2); }\n")
 with open(f"{b}/sqlite.sql", "w") as f:      # ~800k rows inserted and indexed
@@ -40,8 +40,8 @@ add() { NAMES+=("$1"); CMDS+=("$2"); }
 add "malloc/free, 1 thread, 15 deep" "$PWD/$B/mallocbench 1 2000000 15"
 add "malloc/free, 2 threads, 15 deep" "$PWD/$B/mallocbench 2 2000000 15"
 add "sqlite3, 800k rows + 2 indexes" "sqlite3 -batch -init $PWD/$B/sqlite.sql $PWD/$B/db.sqlite .quit"
-add "python3 (PYTHONMALLOC=malloc)" "env PYTHONMALLOC=malloc /usr/bin/python3 $PWD/$B/work.py"
-add "cc1 on a 6000-function file" "$CC1 -quiet -O1 $PWD/$B/big.c -o /dev/null"
+add "python3 (PYTHONMALLOC=malloc)" "/usr/bin/python3 $PWD/$B/work.py"
+add "cc1 on a 1500-function file" "$CC1 -quiet -O1 $PWD/$B/big.c -o /dev/null"
 
 results=$B/results.tsv
 : >"$results"
@@ -55,11 +55,19 @@ for i in "${!NAMES[@]}"; do
   allocs=$(python3 -c "import json;print(json.load(open('$B/count.json'))['totals']['allocations'])" 2>/dev/null || echo 0)
   vruns=$RUNS
   case "$name" in sqlite3*|python3*|cc1*) vruns=1 ;; esac
+  # python3 allocates through malloc only with PYTHONMALLOC=malloc; set in the
+  # environment, not with env(1), so that every tool sees python3 itself.
+  case "$name" in python3*) export PYTHONMALLOC=malloc ;; *) unset PYTHONMALLOC ;; esac
+  JE=$(ls /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 2>/dev/null || true)
   hyperfine -N --prepare "$prep" -w 1 -r "$RUNS" --export-json $B/h.json \
     -n alone "$cmd" \
     -n heapscope "$HS run --leak-check=summary -- $cmd" \
     -n "heapscope (libunwind only)" "env HEAPSCOPE_OPTIONS=fast_unwind=0 $HS run --leak-check=summary -- $cmd" \
-    -n heaptrack "heaptrack -o $PWD/$B/ht $cmd" >/dev/null 2>&1 || true
+    -n "heapscope sample" "$HS run --mode=sample -- $cmd" \
+    -n heaptrack "heaptrack -o $PWD/$B/ht $cmd" \
+    ${JE:+-n jemalloc "env LD_PRELOAD=$JE $cmd"} \
+    ${JE:+-n "jemalloc prof" "env LD_PRELOAD=$JE MALLOC_CONF=prof:true,lg_prof_sample:19 $cmd"} \
+    >/dev/null 2>&1 || true
   hyperfine -N --prepare "$prep" -r "$vruns" --export-json $B/v.json \
     -n memcheck "valgrind --leak-check=full $cmd" >/dev/null 2>&1 || true
   rm -f $PWD/$B/ht.*
@@ -74,7 +82,8 @@ for f in sys.argv[3:]:
     except Exception:
         pass
 print("\t".join([name, str(allocs)] + [f"{t.get(k, float('nan')):.4f}" for k in
-      ["alone", "heapscope", "heapscope (libunwind only)", "heaptrack", "memcheck"]]))
+      ["alone", "heapscope", "heapscope (libunwind only)", "heaptrack", "memcheck", "heapscope sample",
+       "jemalloc", "jemalloc prof"]]))
 PY
 done
 
@@ -95,14 +104,23 @@ import json, sys, datetime
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 print(f"# heapscope benchmark ({datetime.date.today()}, `make bench`)\n")
 print("Mean wall time of one run (hyperfine); added ns per allocation = (tool - alone) / allocations.\n")
+print("Full tracking (every allocation, complete stacks):\n")
 print("| workload | allocations | alone | heapscope | ns/alloc | libunwind only | ns/alloc | heaptrack | ns/alloc | memcheck | slowdown |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     name, n = r[0], int(r[1])
-    a, h, hl, ht, vg = map(float, r[2:])
+    a, h, hl, ht, vg, hs, je, jp = map(float, r[2:])
     ns = lambda x: f"{(x - a) / n * 1e9:.0f}" if n else "-"
     print(f"| {name} | {n:,} | {a:.3f} s | {h:.3f} s ({h/a:.2f}x) | {ns(h)} | {hl:.3f} s | {ns(hl)} | "
           f"{ht:.3f} s ({ht/a:.2f}x) | {ns(ht)} | {vg:.2f} s | {vg/a:.0f}x |")
+print("\nSampling (mean 512 KiB between samples), beside jemalloc's own sampling profiler "
+      "(prof:true,lg_prof_sample:19, against jemalloc without prof):\n")
+print("| workload | alone | heapscope sample | added | jemalloc | jemalloc prof | added |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for r in rows:
+    name, n = r[0], int(r[1])
+    a, h, hl, ht, vg, hs, je, jp = map(float, r[2:])
+    print(f"| {name} | {a:.3f} s | {hs:.3f} s | {(hs/a-1)*100:+.1f}% | {je:.3f} s | {jp:.3f} s | {(jp/je-1)*100:+.1f}% |")
 x = {r["command"]: r["mean"] for r in json.load(open(sys.argv[4]))["results"]}
 print()
 print(f"Exit check, 8 million blocks (1 GiB) reachable through one global list: heapscope "

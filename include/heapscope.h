@@ -21,6 +21,8 @@ extern "C" {
 extern int __heapscope_leak_check(void) __attribute__((weak));
 extern int __heapscope_ignore(const void *block) __attribute__((weak));
 extern int __heapscope_active(void) __attribute__((weak));
+extern int __heapscope_dump(const char *path) __attribute__((weak));
+extern int __heapscope_http_start(const char *addr) __attribute__((weak));
 
 /* 1 when the program runs under the heapscope agent, else 0. */
 static inline int heapscope_active(void) { return __heapscope_active ? __heapscope_active() : 0; }
@@ -35,6 +37,16 @@ static inline int heapscope_leak_check(void) { return __heapscope_leak_check ? _
  * contents as a root (what it points to is reachable). Returns 0, or -1 when
  * the agent is absent or `block` is not the start of a live block. */
 static inline int heapscope_ignore(const void *block) { return __heapscope_ignore ? __heapscope_ignore(block) : -1; }
+
+/* Writes a heap profile (pprof, gzipped) of this moment to `path`.
+ * Returns 0, or -1 without the agent or when the file cannot be written. */
+static inline int heapscope_dump(const char *path) { return __heapscope_dump ? __heapscope_dump(path) : -1; }
+
+/* Starts the /debug/pprof/ endpoint on "HOST:PORT" (NULL: 127.0.0.1:6060),
+ * as --http does. Returns 0, or -1 (a warning says why; the program runs on). */
+static inline int heapscope_http_start(const char *addr) {
+  return __heapscope_http_start ? __heapscope_http_start(addr) : -1;
+}
 
 #ifdef __cplusplus
 }

@@ -7,8 +7,8 @@ set -e
 BUILD="gcc g++ make pkg-config libunwind-dev libdw-dev libelf-dev zlib1g-dev \
 libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev libcurl4-openssl-dev \
 libcmocka-dev"
-TEST="valgrind sqlite3 python3 git golang-go libclang-rt-14-dev clang jq"
-BENCH="hyperfine heaptrack"
+TEST="valgrind sqlite3 python3 git golang-go libclang-rt-14-dev clang jq curl wrk"
+BENCH="hyperfine heaptrack libjemalloc2 clang time"
 
 want="$BUILD"
 case "${1:-}" in

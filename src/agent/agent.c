@@ -90,10 +90,8 @@ __attribute__((constructor)) static void hs_init(void) {
     hs_in_agent = 0;
     return;
   }
-  if (hs_opt.mode == HS_MODE_SAMPLE) {
-    hs_warn("mode=sample is not implemented yet; recording every allocation (mode=full)");
-    hs_opt.mode = HS_MODE_FULL;
-  }
+  hs_sampler_init();
+  hs_api.mode = hs_sampling ? "sample" : "full";
   if (hs_opt.max_frames < 1) hs_opt.max_frames = 1;
   if (hs_opt.max_frames > HS_MAX_FRAMES) hs_opt.max_frames = HS_MAX_FRAMES;
   hs_fast_unwind = hs_opt.fast_unwind;
@@ -102,6 +100,7 @@ __attribute__((constructor)) static void hs_init(void) {
   pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
   on_exit(on_exit_handler, NULL);
   atomic_store(&hs_active, 1);
+  hs_profile_start();
   hs_in_agent = 0;
 }
 
@@ -127,20 +126,8 @@ static void report_path(char *out, size_t len) {
 }
 
 static hs_report_emit_fn load_report_lib(void) {
-  Dl_info info;
-  char path[PATH_MAX];
-  if (!dladdr((void *)&hs_report_at_exit, &info) || !info.dli_fname) return NULL;
-  const char *slash = strrchr(info.dli_fname, '/');
-  size_t dir = slash ? (size_t)(slash - info.dli_fname) : 0;
-  if (dir + 32 >= sizeof path) return NULL;
-  memcpy(path, info.dli_fname, dir);
-  hs_snprintf(path + dir, sizeof path - dir, "%slibheapscope_report.so", dir ? "/" : "");
-  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!h) {
-    hs_warn("cannot load %s (%s); printing raw addresses", path, dlerror());
-    return NULL;
-  }
-  return (hs_report_emit_fn)dlsym(h, HS_REPORT_EMIT_SYM);
+  void *h = hs_report_lib();
+  return h ? (hs_report_emit_fn)dlsym(h, HS_REPORT_EMIT_SYM) : NULL;
 }
 
 /* Without the report library: unsymbolized, but nothing is lost. */
@@ -163,7 +150,9 @@ static void emit_raw(const struct hs_report_input *in, struct hs_report_output *
 static uint64_t check_and_report(int status, uintptr_t sp, int final) {
   struct hs_leak_result res;
   memset(&res, 0, sizeof res);
-  if ((hs_opt.leak_check != HS_LC_NO || !final) && hs_leak_check(&res, sp))
+  /* Sample mode knows only sampled blocks: pointers held in the others
+   * would be missed, so there is no leak check, only profiles. */
+  if (!hs_sampling && (hs_opt.leak_check != HS_LC_NO || !final) && hs_leak_check(&res, sp))
     hs_warn("leak check failed (out of memory?); reporting totals only");
   if (final) atomic_store(&hs_active, 0);
 
@@ -201,7 +190,7 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
       .exit_status = status,
       .at_exit = final,
       .mode = hs_opt.mode == HS_MODE_SAMPLE ? "sample" : "full",
-      .leak_check = final ? (int)hs_opt.leak_check : HS_LC_FULL,
+      .leak_check = hs_sampling ? HS_LC_NO : final ? (int)hs_opt.leak_check : HS_LC_FULL,
       .show_kinds = hs_opt.show_leak_kinds,
       .suppressions = hs_opt.suppressions,
       .default_suppressions = hs_opt.default_suppressions,
@@ -218,6 +207,8 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
       .inuse_bytes = (uint64_t)tot.cur_bytes,
       .inuse_blocks = (uint64_t)tot.cur_blocks,
       .nthreads_unstopped = res.nthreads_unstopped,
+      .api = &hs_api,
+      .output_dir = final ? hs_opt.output : NULL,
   };
   struct hs_report_output out = {0};
   hs_report_emit_fn emit = load_report_lib();

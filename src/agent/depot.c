@@ -16,6 +16,8 @@ struct entry {
   _Atomic(struct entry *) next;
   uint32_t hash, id;
   uint32_t n;
+  /* allocations made here since start, unbiased: count in 1/65536ths */
+  atomic_ulong alloc_count_fp, alloc_bytes;
   uintptr_t frames[];
 };
 
@@ -81,6 +83,8 @@ uint32_t hs_depot_put(const uintptr_t *frames, unsigned n) {
   e->hash = h;
   e->id = id;
   e->n = n;
+  atomic_init(&e->alloc_count_fp, 0);
+  atomic_init(&e->alloc_bytes, 0);
   memcpy(e->frames, frames, n * sizeof *frames);
   atomic_store_explicit(&e->next, head, memory_order_relaxed);
   chunk[id & ((1u << CHUNK_BITS) - 1)] = e;
@@ -90,14 +94,30 @@ uint32_t hs_depot_put(const uintptr_t *frames, unsigned n) {
   return id;
 }
 
-const uintptr_t *hs_depot_get(uint32_t id, unsigned *n) {
+static struct entry *entry_of(uint32_t id) {
   if (id == HS_STACK_NONE || id > atomic_load_explicit(&count, memory_order_acquire)) return NULL;
   struct entry **chunk = atomic_load_explicit(&chunks[id >> CHUNK_BITS], memory_order_acquire);
-  if (!chunk) return NULL;
-  struct entry *e = chunk[id & ((1u << CHUNK_BITS) - 1)];
+  return chunk ? chunk[id & ((1u << CHUNK_BITS) - 1)] : NULL;
+}
+
+const uintptr_t *hs_depot_get(uint32_t id, unsigned *n) {
+  struct entry *e = entry_of(id);
   if (!e) return NULL;
   *n = e->n;
   return e->frames;
+}
+
+void hs_depot_count_alloc(uint32_t id, uint64_t count_fp, uint64_t bytes) {
+  struct entry *e = entry_of(id);
+  if (!e) return;
+  atomic_fetch_add_explicit(&e->alloc_count_fp, count_fp, memory_order_relaxed);
+  atomic_fetch_add_explicit(&e->alloc_bytes, bytes, memory_order_relaxed);
+}
+
+void hs_depot_alloc_stats(uint32_t id, uint64_t *count_fp, uint64_t *bytes) {
+  struct entry *e = entry_of(id);
+  *count_fp = e ? atomic_load_explicit(&e->alloc_count_fp, memory_order_relaxed) : 0;
+  *bytes = e ? atomic_load_explicit(&e->alloc_bytes, memory_order_relaxed) : 0;
 }
 
 uint32_t hs_depot_count(void) { return atomic_load_explicit(&count, memory_order_acquire); }

@@ -151,16 +151,50 @@ static HS_COLD void record(void *p, size_t size) {
   uintptr_t frames[HS_MAX_FRAMES];
   unsigned n = hs_unwind(frames, (unsigned)hs_opt.max_frames);
   uint32_t id = hs_depot_put(frames, n);
+  hs_depot_count_alloc(id, (uint64_t)HS_FP, size);
   hs_table_insert((uintptr_t)p, hs_meta(size, id));
   if (real_is_glibc) note_arena_heap((uintptr_t)p);
   account((long)size, 1, 1);
   hs_in_agent = 0;
 }
 
+/* Sample mode's slow path: this allocation crossed a sample point. */
+static HS_TLS int sampler_ready;
+static HS_COLD void record_sample(void *p, size_t size) {
+  hs_in_agent = 1;
+  if (HS_UNLIKELY(!sampler_ready)) {
+    /* A thread's first countdown is drawn at its first allocation. */
+    sampler_ready = 1;
+    hs_until_sample += hs_next_sample_interval();
+    if (hs_until_sample > 0) {
+      hs_in_agent = 0;
+      return;
+    }
+  }
+  hs_until_sample = hs_next_sample_interval();
+  {
+    uintptr_t frames[HS_MAX_FRAMES];
+    unsigned n = hs_unwind(frames, (unsigned)hs_opt.max_frames);
+    uint32_t id = hs_depot_put(frames, n);
+    double w = hs_sample_weight(size);
+    hs_depot_count_alloc(id, (uint64_t)(w * HS_FP), (uint64_t)(w * (double)size + 0.5));
+    hs_table_insert((uintptr_t)p, hs_meta(size, id));
+    atomic_fetch_add_explicit((_Atomic uint8_t *)&hs_sampled_filter[hs_filter_slot((uintptr_t)p)], 1,
+                              memory_order_relaxed);
+  }
+  hs_in_agent = 0;
+}
+
 static inline void on_alloc(void *p, size_t size) {
-  if (HS_LIKELY(p != NULL) && HS_LIKELY(atomic_load_explicit(&hs_active, memory_order_relaxed)) &&
-      !hs_in_agent)
-    record(p, size);
+  if (HS_UNLIKELY(p == NULL) || HS_UNLIKELY(!atomic_load_explicit(&hs_active, memory_order_relaxed)) || hs_in_agent)
+    return;
+  if (hs_sampling) {
+    hs_until_sample -= (long)size;
+    if (HS_LIKELY(hs_until_sample > 0)) return;
+    record_sample(p, size);
+    return;
+  }
+  record(p, size);
 }
 
 static HS_COLD void forget(void *p) {
@@ -168,10 +202,22 @@ static HS_COLD void forget(void *p) {
   if (hs_table_remove((uintptr_t)p, &meta)) account((long)hs_meta_size(meta), 1, 0);
 }
 
+static HS_COLD void forget_sampled(void *p) {
+  uint64_t meta;
+  if (hs_table_remove((uintptr_t)p, &meta))
+    atomic_fetch_sub_explicit((_Atomic uint8_t *)&hs_sampled_filter[hs_filter_slot((uintptr_t)p)], 1,
+                              memory_order_relaxed);
+}
+
 /* The block must leave the table before the memory returns to the
  * allocator: another thread may be handed the same address at once. */
 static inline void on_free(void *p) {
-  if (atomic_load_explicit(&hs_active, memory_order_relaxed)) forget(p);
+  if (!atomic_load_explicit(&hs_active, memory_order_relaxed)) return;
+  if (hs_sampling) {
+    if (HS_UNLIKELY(hs_sampled_filter[hs_filter_slot((uintptr_t)p)])) forget_sampled(p);
+    return;
+  }
+  forget(p);
 }
 
 #define ENSURE_REAL()                                                                  \
@@ -219,13 +265,18 @@ static void *do_realloc(void *old, size_t size) {
   uint64_t meta = 0;
   int had = 0;
   int active = atomic_load_explicit(&hs_active, memory_order_relaxed);
-  if (active) had = hs_table_remove((uintptr_t)old, &meta);
+  if (active && (!hs_sampling || hs_sampled_filter[hs_filter_slot((uintptr_t)old)]))
+    had = hs_table_remove((uintptr_t)old, &meta);
   void *p = hs_real.realloc(old, size);
   if (!p && size) {
     if (had) hs_table_insert((uintptr_t)old, meta); /* old block is still live */
     return NULL;
   }
-  if (had) account((long)hs_meta_size(meta), 1, 0);
+  if (had && hs_sampling)
+    atomic_fetch_sub_explicit((_Atomic uint8_t *)&hs_sampled_filter[hs_filter_slot((uintptr_t)old)], 1,
+                              memory_order_relaxed);
+  else if (had)
+    account((long)hs_meta_size(meta), 1, 0);
   on_alloc(p, size);
   return p;
 }

@@ -43,7 +43,14 @@
   X(log_fd, INT, 2, "file descriptor for the text report")                     \
   X(default_suppressions, BOOL, 1, "suppress runtime-internal blocks")         \
   X(quiet, BOOL, 0, "print nothing unless leaks are found")                    \
-  X(fast_unwind, BOOL, 1, "cached .eh_frame unwinder (else libunwind only)")
+  X(fast_unwind, BOOL, 1, "cached .eh_frame unwinder (else libunwind only)")  \
+  X(output, STR, NULL, "directory for profiles written at exit")              \
+  X(http, STR, NULL, "serve /debug/pprof/ on ADDR:PORT")                      \
+  X(http_allow_remote, BOOL, 0, "allow a non-loopback --http address")       \
+  X(http_token_file, STR, NULL, "file holding the bearer token for --http")  \
+  X(snapshot_interval, INT, 0, "seconds between numbered heap dumps (0: off)") \
+  X(snapshot_keep, INT, 10, "numbered heap dumps kept")                       \
+  X(dump_signal, INT, 0, "signal that writes a numbered heap dump (0: none)")
 
 enum hs_mode { HS_MODE_FULL = 0, HS_MODE_SAMPLE = 1 };
 enum hs_leak_check { HS_LC_NO = 0, HS_LC_SUMMARY = 1, HS_LC_FULL = 2 };
@@ -119,6 +126,9 @@ uint32_t hs_depot_put(const uintptr_t *frames, unsigned n);
 /* Frames of a stack; *n receives the count. NULL for an unknown id. */
 const uintptr_t *hs_depot_get(uint32_t id, unsigned *n);
 uint32_t hs_depot_count(void);
+/* Cumulative allocations per stack (the allocs profile): count in 1/65536. */
+void hs_depot_count_alloc(uint32_t id, uint64_t count_fp, uint64_t bytes);
+void hs_depot_alloc_stats(uint32_t id, uint64_t *count_fp, uint64_t *bytes);
 void hs_depot_lock(void);
 void hs_depot_unlock(void);
 
@@ -155,6 +165,8 @@ void hs_table_unlock_all(void);
 /* Calls fn for every live block; caller holds all locks. */
 void hs_table_foreach(void (*fn)(uintptr_t addr, uint64_t meta, void *arg), void *arg);
 size_t hs_table_count(void);
+/* The same, taking each shard's lock in turn (the world keeps running). */
+void hs_table_foreach_locked(void (*fn)(uintptr_t addr, uint64_t meta, void *arg), void *arg);
 
 /* ---- hooks.c ----------------------------------------------------------- */
 struct hs_real {
@@ -194,6 +206,22 @@ void hs_hooks_resolve(void);
 #define HS_MAX_ARENA_HEAPS 1024
 extern atomic_uintptr_t hs_arena_heaps[HS_MAX_ARENA_HEAPS];
 #define HS_ARENA_HEAP_SIZE (64ul << 20)
+
+/* ---- sampler.c: sample mode and profile snapshots ---------------------- */
+#define HS_FP 65536.0
+extern int hs_sampling;             /* mode=sample */
+extern double hs_sample_rate;
+extern HS_TLS long hs_until_sample; /* bytes left before this thread's next sample */
+extern uint8_t *hs_sampled_filter;  /* counting filter of sampled addresses */
+#define HS_FILTER_BITS 20
+static inline size_t hs_filter_slot(uintptr_t p) {
+  return (size_t)(((uint64_t)(p >> 4) * 0x9E3779B97F4A7C15ull) >> (64 - HS_FILTER_BITS));
+}
+void hs_sampler_init(void);
+/* Weight of a sampled block of this size: 1/(1-exp(-size/rate)), as Go. */
+double hs_sample_weight(size_t size);
+/* Next countdown, exponential with mean sample_rate. */
+long hs_next_sample_interval(void);
 
 /* ---- threads.c: registry and stop-the-world --------------------------- */
 struct hs_thread {
@@ -254,6 +282,13 @@ struct hs_leak_result {
  * belong to the agent and are not roots). */
 int hs_leak_check(struct hs_leak_result *res, uintptr_t sp);
 void hs_leak_result_free(struct hs_leak_result *res);
+
+/* ---- profile.c: the agent's side of profiles and the HTTP server ------- */
+struct hs_agent_api;
+extern struct hs_agent_api hs_api;
+/* Loads libheapscope_report.so once; NULL (after a warning) if it cannot. */
+void *hs_report_lib(void);
+void hs_profile_start(void); /* starts what the options ask for (HTTP) */
 
 /* ---- agent.c ----------------------------------------------------------- */
 void hs_report_at_exit(int status, uintptr_t sp);

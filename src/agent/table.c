@@ -145,3 +145,12 @@ size_t hs_table_count(void) {
   for (unsigned i = 0; i < NSHARDS; i++) n += shards[i].count;
   return n;
 }
+
+void hs_table_foreach_locked(void (*fn)(uintptr_t, uint64_t, void *), void *arg) {
+  for (unsigned i = 0; i < NSHARDS; i++) {
+    hs_lock(&shards[i].lock);
+    for (uint32_t j = 0; j < shards[i].cap; j++)
+      if (shards[i].slots[j].addr) fn(shards[i].slots[j].addr, shards[i].slots[j].meta, arg);
+    hs_unlock(&shards[i].lock);
+  }
+}

@@ -40,6 +40,7 @@ static void on_thread_exit(void *arg) {
 struct start_arg {
   void *(*fn)(void *);
   void *arg;
+  int agent; /* created by the agent (its server's threads) */
 };
 
 static void register_self(void) {
@@ -84,6 +85,7 @@ static void *thread_start(void *p) {
   struct start_arg sa = *(struct start_arg *)p;
   hs_in_agent = 1;
   free(p);
+  if (sa.agent) return sa.fn(sa.arg); /* the agent's own thread: never tracked nor listed */
   hs_in_agent = 0;
   register_self();
   return sa.fn(sa.arg);
@@ -93,17 +95,19 @@ HS_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*
   if (!hs_real.pthread_create) hs_hooks_resolve();
   if (!atomic_load(&hs_active))
     return hs_real.pthread_create(th, attr, fn, arg);
+  int agent = hs_in_agent;
   hs_in_agent = 1;
   struct start_arg *sa = malloc(sizeof *sa);
-  hs_in_agent = 0;
+  hs_in_agent = agent;
   if (!sa) return EAGAIN;
   sa->fn = fn;
   sa->arg = arg;
+  sa->agent = agent;
   int r = hs_real.pthread_create(th, attr, thread_start, sa);
   if (r) {
     hs_in_agent = 1;
     free(sa);
-    hs_in_agent = 0;
+    hs_in_agent = agent;
   }
   return r;
 }

@@ -21,21 +21,25 @@
 #define RUN_OPTIONS(X)                                                                          \
   X("error-exitcode", 1, "N", "exit status when leaks of the shown kinds are found (default: off)") \
   X("follow-children", 1, "yes|no", "profile forked and exec'd children, each with its own report (yes)") \
-  X("http", 1, "ADDR:PORT", "serve /debug/pprof/ while the program runs (not yet available)")  \
+  X("http", 1, "ADDR:PORT", "serve /debug/pprof/ while the program runs (loopback only by default)") \
+  X("http-allow-remote", 0, "", "allow a non-loopback --http address")                         \
+  X("http-token-file", 1, "FILE", "require 'Authorization: Bearer <token in FILE>' on --http")  \
   X("leak-check", 1, "full|summary|no", "per-stack records, summary only, or none (full)")     \
   X("max-frames", 1, "N", "stack depth recorded (64)")                                          \
   X("mode", 1, "full|sample", "record every allocation, or sample by bytes (full)")            \
-  X("output", 1, "DIR", "where profiles are written (not yet available)")                      \
+  X("output", 1, "DIR", "write profiles at exit: DIR/heapscope.<prog>.<pid>.<kind>.pb.gz")    \
   X("report", 1, "FILE", "write the JSON report to FILE; %p expands to the pid")               \
   X("sample-rate", 1, "BYTES", "mean bytes between samples in sample mode (512K)")             \
   X("show-leak-kinds", 1, "LIST", "definite,indirect,possible,reachable or all (definite,indirect,possible)") \
-  X("snapshot-interval", 1, "SECONDS", "periodic heap snapshots (not yet available)")          \
+  X("snapshot-interval", 1, "SECONDS", "write a numbered heap dump every SECONDS (to --output)") \
+  X("snapshot-keep", 1, "N", "numbered heap dumps kept, oldest deleted (10)")                 \
+  X("dump-signal", 1, "SIGNAL", "write a numbered heap dump on this signal (e.g. USR2)")      \
   X("suppressions", 1, "FILE", "LSan-style suppression file (repeatable)")
 
 static void run_usage(FILE *f) {
   fprintf(f, "usage: heapscope run [OPTIONS] -- PROGRAM [ARGS...]\n\n"
              "Runs PROGRAM with the heapscope agent and reports its leaks at exit.\n\noptions:\n");
-#define X(name, arg, meta, help) fprintf(f, "  --%s=%-18s %s\n", name, meta, help);
+#define X(name, arg, meta, help) fprintf(f, "  --%s%s%-*s %s\n", name, arg ? "=" : "", (int)(34 - strlen(name) + (arg ? 0 : 1)), meta, help);
   RUN_OPTIONS(X)
 #undef X
   fprintf(f, "\nEvery option can also be given as key=value in HEAPSCOPE_OPTIONS (',' separated,\n"
@@ -135,8 +139,58 @@ int cmd_run(int argc, char **argv) {
     snprintf(key, sizeof key, "%s", name);
     for (char *p = key; *p; p++)
       if (*p == '-') *p = '_';
-    if (!strcmp(name, "http") || !strcmp(name, "output") || !strcmp(name, "snapshot-interval")) {
-      hs_error("--%s is not available in this version of heapscope yet — run without it", name);
+    if (!strcmp(name, "snapshot-interval") || !strcmp(name, "snapshot-keep")) {
+      char *end;
+      long v = strtol(val, &end, 10);
+      if (!*val || *end || v < 1 || v > 86400) {
+        hs_error("--%s needs a number from 1 to 86400, not '%s'", name, val);
+        return 2;
+      }
+    }
+    if (!strcmp(name, "dump-signal")) {
+      int sig = 0;
+      const char *v = strncmp(val, "SIG", 3) ? val : val + 3;
+      if (!strcmp(v, "USR1")) sig = SIGUSR1;
+      else if (!strcmp(v, "USR2")) sig = SIGUSR2;
+      else if (!strcmp(v, "PROF")) sig = SIGPROF;
+      else if (!strcmp(v, "URG")) sig = SIGURG;
+      else {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*v && !*end && n > 0 && n < 65 && n != SIGKILL && n != SIGSTOP) sig = (int)n;
+      }
+      if (!sig) {
+        hs_error("--dump-signal wants USR1, USR2, PROF, URG or a signal number, not '%s'", val);
+        return 2;
+      }
+      char num[16];
+      snprintf(num, sizeof num, "%d", sig);
+      append_opt(opts, sizeof opts, key, num);
+      continue;
+    }
+    if (!strcmp(name, "http-allow-remote")) {
+      append_opt(opts, sizeof opts, key, "1");
+      continue;
+    }
+    if (!strcmp(name, "output") || !strcmp(name, "http-token-file")) {
+      struct stat st;
+      int want_dir = !strcmp(name, "output");
+      if (stat(val, &st) != 0 || (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) ||
+          access(val, want_dir ? W_OK : R_OK) != 0) {
+        hs_error("--%s %s is not a %s — %s", name, val, want_dir ? "writable directory" : "readable file",
+                 want_dir ? "create it first" : "check the path");
+        return 2;
+      }
+      char abs[PATH_MAX];
+      if (!realpath(val, abs) || strchr(abs, ',')) {
+        hs_error("--%s %s: cannot use this path (it contains ',')", name, val);
+        return 2;
+      }
+      append_opt(opts, sizeof opts, key, abs);
+      continue;
+    }
+    if (!strcmp(name, "http") && (!strchr(val, ':') || strchr(val, ','))) {
+      hs_error("--http wants ADDR:PORT such as 127.0.0.1:6060, not '%s'", val);
       return 2;
     }
     if (!strcmp(name, "mode")) {
@@ -144,10 +198,7 @@ int cmd_run(int argc, char **argv) {
         hs_error("--mode must be full or sample, not '%s'", val);
         return 2;
       }
-      if (!strcmp(val, "sample")) {
-        hs_error("--mode=sample is not available in this version of heapscope yet — use --mode=full");
-        return 2;
-      }
+
     } else if (!strcmp(name, "leak-check")) {
       if (strcmp(val, "full") && strcmp(val, "summary") && strcmp(val, "no")) {
         hs_error("--leak-check must be full, summary or no, not '%s'", val);

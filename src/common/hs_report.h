@@ -29,6 +29,44 @@ struct hs_report_leak {
   unsigned nretainers;
 };
 
+/* ---- profiles ------------------------------------------------------------ */
+/* One call stack's heap statistics, unbiased (sample mode) or exact. */
+struct hs_prof_stack {
+  const uintptr_t *frames;
+  unsigned nframes;
+  double alloc_count, alloc_bytes, inuse_count, inuse_bytes;
+};
+struct hs_prof_snapshot {
+  struct hs_prof_stack *stacks;
+  size_t n, cap;
+  double period;       /* the sample rate in bytes, 1 in full mode */
+  uint64_t time_ns;    /* CLOCK_REALTIME when taken */
+};
+
+/* What the report library may ask of the agent, from any thread. */
+struct hs_agent_api {
+  int abi;
+  int (*snapshot)(struct hs_prof_snapshot *out); /* 0 or -1 */
+  void (*snapshot_free)(struct hs_prof_snapshot *s);
+  /* Marks the calling thread as the agent's own: its allocations are not
+   * profiled and it never appears in thread reports. */
+  void (*enter_agent_thread)(void);
+  size_t (*thread_count)(void);
+  const char *mode;
+};
+
+enum hs_profile_kind { HS_PROF_HEAP = 0, HS_PROF_ALLOCS = 1, HS_PROF_LEAKS = 2 };
+
+/* Exported by the report library: writes a gzipped pprof profile of the
+ * current heap (kind heap or allocs) to path. Returns 0 or an errno. */
+typedef int (*hs_profile_write_fn)(const struct hs_agent_api *api, int kind, const char *path);
+#define HS_PROFILE_WRITE_SYM "hs_profile_write"
+/* Exported by the report library: starts the HTTP server (addr "HOST:PORT").
+ * Returns 0, or -1 after printing a warning: the program runs on. */
+typedef int (*hs_serve_start_fn)(const struct hs_agent_api *api, const char *addr, int allow_remote,
+                                 const char *token_file);
+#define HS_SERVE_START_SYM "hs_serve_start"
+
 struct hs_report_input {
   int abi;
   pid_t pid;
@@ -47,6 +85,8 @@ struct hs_report_input {
   uint64_t allocs, frees, allocated_bytes, peak_bytes, peak_blocks;
   uint64_t inuse_bytes, inuse_blocks;
   size_t nthreads_unstopped;
+  const struct hs_agent_api *api;
+  const char *output_dir; /* write profiles (heap, leaks) there, or NULL */
 };
 
 struct hs_report_output {

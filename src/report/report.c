@@ -12,6 +12,7 @@
 
 #include "../common/hs_report.h"
 #include "buf.h"
+#include "pprof.h"
 #include "suppress.h"
 #include "symbolize.h"
 
@@ -267,6 +268,54 @@ static int write_json(const struct hs_report_input *in, struct rec *recs, size_t
   return rc;
 }
 
+/* --output: heapscope.<prog>.<pid>.heap.pb.gz, and the leaks profile. */
+static int write_profiles(const struct hs_report_input *in, const struct rec *recs, struct hs_symbolizer *sym) {
+  char exe[4096], path[8192];
+  ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  exe[el > 0 ? el : 0] = 0;
+  const char *prog = el > 0 ? hs_basename(exe) : "prog";
+  int rc = 0;
+  if (!sym) return -1;
+  struct hs_prof_snapshot s;
+  if (in->api && in->api->snapshot(&s) == 0) {
+    unsigned char *gz = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/heapscope.%s.%d.heap.pb.gz", in->output_dir, prog, (int)in->pid);
+    int e = hs_pprof_heap(&s, HS_PROF_HEAP, sym, &gz, &len);
+    if (!e) e = hs_write_file(path, gz, len);
+    if (e) {
+      dprintf(2, "heapscope: error: cannot write %s: %s — check that --output names a writable directory\n", path,
+              strerror(e));
+      rc = -1;
+    } else if (!in->quiet) {
+      dprintf(in->log_fd, "==%d== heap profile written to %s\n", (int)in->pid, path);
+    }
+    free(gz);
+    in->api->snapshot_free(&s);
+  }
+  if (in->leak_check && in->nleaks) {
+    struct hs_report_leak *ls = calloc(in->nleaks, sizeof *ls);
+    int *shown = calloc(in->nleaks, sizeof *shown);
+    for (size_t i = 0; ls && shown && i < in->nleaks; i++) {
+      ls[i] = *recs[i].l;
+      shown[i] = !recs[i].suppressed && ls[i].kind != REACHABLE;
+    }
+    unsigned char *gz = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/heapscope.%s.%d.leaks.pb.gz", in->output_dir, prog, (int)in->pid);
+    int e = ls && shown ? hs_pprof_leaks(ls, shown, in->nleaks, 0, sym, &gz, &len) : ENOMEM;
+    if (!e) e = hs_write_file(path, gz, len);
+    if (e) {
+      dprintf(2, "heapscope: error: cannot write %s: %s\n", path, strerror(e));
+      rc = -1;
+    }
+    free(gz);
+    free(ls);
+    free(shown);
+  }
+  return rc;
+}
+
 __attribute__((visibility("default"))) int hs_report_emit(const struct hs_report_input *in,
                                                            struct hs_report_output *out) {
   memset(out, 0, sizeof *out);
@@ -309,11 +358,15 @@ __attribute__((visibility("default"))) int hs_report_emit(const struct hs_report
   int pid = (int)in->pid;
   char c1[32], c2[32], c3[32], c4[32];
   struct hs_buf b = {0};
-  hs_buf_printf(&b, "==%d== \n==%d== HEAP SUMMARY:\n", pid, pid);
-  hs_buf_printf(&b, "==%d==     in use at %s: %s bytes in %s blocks\n", pid, in->at_exit ? "exit" : "this check",
-                commas(in->inuse_bytes, c1), commas(in->inuse_blocks, c2));
-  hs_buf_printf(&b, "==%d==   total heap usage: %s allocs, %s frees, %s bytes allocated\n==%d== \n", pid,
-                commas(in->allocs, c1), commas(in->frees, c2), commas(in->allocated_bytes, c3), pid);
+  /* Sample mode counts nothing but samples: its summary is the profile. */
+  int sampled = in->mode && !strcmp(in->mode, "sample");
+  if (!sampled) {
+    hs_buf_printf(&b, "==%d== \n==%d== HEAP SUMMARY:\n", pid, pid);
+    hs_buf_printf(&b, "==%d==     in use at %s: %s bytes in %s blocks\n", pid, in->at_exit ? "exit" : "this check",
+                  commas(in->inuse_bytes, c1), commas(in->inuse_blocks, c2));
+    hs_buf_printf(&b, "==%d==   total heap usage: %s allocs, %s frees, %s bytes allocated\n==%d== \n", pid,
+                  commas(in->allocs, c1), commas(in->frees, c2), commas(in->allocated_bytes, c3), pid);
+  }
   if (in->leak_check == 2) {
     size_t shown = 0, idx = 0;
     for (size_t i = 0; i < in->nleaks; i++)
@@ -369,6 +422,7 @@ __attribute__((visibility("default"))) int hs_report_emit(const struct hs_report
   }
   hs_buf_free(&b);
   if (in->report_path && write_json(in, recs, in->nleaks, sb, sn, xb, xn, sym)) out->error = 1;
+  if (in->output_dir && write_profiles(in, recs, sym)) out->error = 1;
   free(recs);
   hs_supp_free(&supp);
   hs_sym_close(sym);

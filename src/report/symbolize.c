@@ -241,3 +241,23 @@ int hs_sym_data(struct hs_symbolizer *s, uintptr_t addr, const char **symbol, co
   if (n && GELF_ST_TYPE(sym.st_info) == STT_OBJECT && (off < sym.st_size || sym.st_size == 0)) *symbol = n;
   return 0;
 }
+
+int hs_sym_module(struct hs_symbolizer *s, uintptr_t addr, const char **path, uintptr_t *start, uintptr_t *end,
+                  const char **build_id) {
+  Dwfl_Module *m = dwfl_addrmodule(s->dwfl, addr);
+  if (!m) return -1;
+  Dwarf_Addr lo, hi;
+  dwfl_module_info(m, NULL, &lo, &hi, NULL, NULL, path, NULL);
+  *start = (uintptr_t)lo;
+  *end = (uintptr_t)hi;
+  *build_id = NULL;
+  const unsigned char *bits;
+  GElf_Addr vaddr;
+  int n = dwfl_module_build_id(m, &bits, &vaddr);
+  if (n > 0 && n <= 64) {
+    static __thread char hex[129];
+    for (int i = 0; i < n; i++) snprintf(hex + 2 * i, 3, "%02x", bits[i]);
+    *build_id = hex;
+  }
+  return 0;
+}

@@ -25,4 +25,8 @@ const char *hs_basename(const char *path);
 /* The module and data symbol (a global variable) holding addr; symbol is
  * NULL when no symbol covers it. Returns -1 outside every module. */
 int hs_sym_data(struct hs_symbolizer *s, uintptr_t addr, const char **symbol, const char **module);
+/* The module holding addr: its path, address range and build ID (hex, or
+ * NULL; valid until the next call on this thread). Returns -1 if none. */
+int hs_sym_module(struct hs_symbolizer *s, uintptr_t addr, const char **path, uintptr_t *start, uintptr_t *end,
+                  const char **build_id);
 #endif

@@ -1,0 +1,62 @@
+/* Sample mode: each thread counts down the bytes it allocates; when the
+ * count goes below zero the allocation is sampled (stack captured, block
+ * recorded) and a new countdown is drawn from an exponential distribution
+ * with mean sample_rate, as tcmalloc, jemalloc and Go do. A sampled block of
+ * size s stands for 1/(1-exp(-s/rate)) blocks like it (the probability that
+ * a sample point fell inside it is 1-exp(-s/rate)): see doc/profiles.md.
+ *
+ * Frees must find sampled blocks without a lock: a counting filter indexed
+ * by address hash is non-zero for every sampled live address (and, rarely,
+ * for others); only then does free take the table's shard lock. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hs.h"
+
+int hs_sampling;
+double hs_sample_rate = 524288.0;
+HS_TLS long hs_until_sample;
+uint8_t *hs_sampled_filter;
+static HS_TLS uint64_t rng;
+
+void hs_sampler_init(void) {
+  hs_sampling = hs_opt.mode == HS_MODE_SAMPLE;
+  hs_sample_rate = hs_opt.sample_rate ? (double)hs_opt.sample_rate : 524288.0;
+  if (hs_sampling) {
+    hs_sampled_filter = hs_mmap(1u << HS_FILTER_BITS);
+    if (!hs_sampled_filter) {
+      hs_warn("out of memory for the sampler; recording nothing");
+      hs_sampling = 0;
+      atomic_store(&hs_active, 0);
+    }
+  }
+}
+
+static double uniform(void) {
+  if (!rng) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    rng = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)&rng ^ (uint64_t)gettid();
+    if (!rng) rng = 1;
+  }
+  /* xorshift64* */
+  rng ^= rng >> 12;
+  rng ^= rng << 25;
+  rng ^= rng >> 27;
+  uint64_t r = rng * 2685821657736338717ull;
+  return ((double)(r >> 11) + 0.5) / 9007199254740992.0; /* (0, 1) */
+}
+
+long hs_next_sample_interval(void) {
+  double v = -log(uniform()) * hs_sample_rate;
+  if (v > 1e15) v = 1e15;
+  return (long)v;
+}
+
+double hs_sample_weight(size_t size) {
+  if (!hs_sampling) return 1.0;
+  double p = 1.0 - exp(-(double)size / hs_sample_rate);
+  return p > 0 ? 1.0 / p : 1.0;
+}
