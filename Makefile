@@ -24,7 +24,7 @@ all: $(AGENT) $(REPORT) $(CLI)
 # The agent: exports only the interposed symbols and the public API.
 $(AGENT): $(AGENT_SRC) $(HEADERS) | $(BUILD)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -fexceptions -shared \
-	  -Wl,-z,nodelete -o $@ $(AGENT_SRC) -lunwind -ldw -lelf -ldl -lm
+	  -Wl,-z,nodelete -o $@ $(AGENT_SRC) -lunwind -ldl -lm
 
 # Loaded by the agent only when it reports: symbolization (libdw), suppressions, JSON.
 $(REPORT): $(REPORT_SRC) $(HEADERS) | $(BUILD)

@@ -23,6 +23,9 @@ extern int __heapscope_ignore(const void *block) __attribute__((weak));
 extern int __heapscope_active(void) __attribute__((weak));
 extern int __heapscope_dump(const char *path) __attribute__((weak));
 extern int __heapscope_http_start(const char *addr) __attribute__((weak));
+extern unsigned long __heapscope_threads_mark(void) __attribute__((weak));
+extern int __heapscope_threads_check(unsigned long mark, int timeout_ms, char *report, __SIZE_TYPE__ len)
+    __attribute__((weak));
 
 /* 1 when the program runs under the heapscope agent, else 0. */
 static inline int heapscope_active(void) { return __heapscope_active ? __heapscope_active() : 0; }
@@ -46,6 +49,27 @@ static inline int heapscope_dump(const char *path) { return __heapscope_dump ? _
  * as --http does. Returns 0, or -1 (a warning says why; the program runs on). */
 static inline int heapscope_http_start(const char *addr) {
   return __heapscope_http_start ? __heapscope_http_start(addr) : -1;
+}
+
+/* Threads, like Go's goleak: remember the threads that exist now ... */
+static inline unsigned long heapscope_threads_mark(void) {
+  return __heapscope_threads_mark ? __heapscope_threads_mark() : 0;
+}
+
+/* ... and later, wait up to timeout_ms for every thread created since the
+ * mark to end and be joined (or detached). Returns how many did not: those
+ * still running and those ended but never joined, described in `report`
+ * (what each is blocked on, its stack and where it was created) when given.
+ * Returns -1 without the agent, with "not available" in `report`. */
+static inline int heapscope_threads_check(unsigned long mark, int timeout_ms, char *report, __SIZE_TYPE__ len) {
+  if (__heapscope_threads_check) return __heapscope_threads_check(mark, timeout_ms, report, len);
+  if (report && len) {
+    const char *m = "heapscope: not available (the program runs without the heapscope agent)\n";
+    __SIZE_TYPE__ i = 0;
+    for (; m[i] && i + 1 < len; i++) report[i] = m[i];
+    report[i] = 0;
+  }
+  return -1;
 }
 
 #ifdef __cplusplus

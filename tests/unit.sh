@@ -8,7 +8,7 @@ begin "unit tests build"
 gcc -std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread -I/usr/include/x86_64-linux-gnu -fsanitize=undefined \
   -fno-sanitize-recover=undefined -o "$bin" "$ROOT/tests/unit/test_units.c" \
   $(ls "$ROOT"/src/agent/*.c | grep -v agent/agent.c) "$ROOT/src/report/suppress.c" "$ROOT/src/report/buf.c" \
-  -lcmocka -lunwind -ldw -lelf -ldl -lm || fail "does not build"
+  -lcmocka -lunwind -ldl -lm || fail "does not build"
 end
 out=$(T=120 with_timeout "$bin" 2>&1)
 echo "$out"

@@ -70,7 +70,8 @@ static uintptr_t exit_caller_sp(void) {
 static void on_exit_handler(int status, void *arg) {
   (void)arg;
   hs_in_agent = 1;
-  uintptr_t sp = exit_caller_sp();
+  /* only the leak check needs it (sample mode has none) */
+  uintptr_t sp = hs_sampling ? 0 : exit_caller_sp();
   hs_in_agent = 0;
   hs_report_at_exit(status, sp ? sp : (uintptr_t)__builtin_frame_address(0));
 }
@@ -150,6 +151,9 @@ static void emit_raw(const struct hs_report_input *in, struct hs_report_output *
 static uint64_t check_and_report(int status, uintptr_t sp, int final) {
   struct hs_leak_result res;
   memset(&res, 0, sizeof res);
+  /* Threads first: their stacks as they are when the program exits. */
+  struct hs_report_thread *thr = NULL;
+  size_t nthr = final ? hs_threads_snapshot(&thr, 0, 0) : 0;
   /* Sample mode knows only sampled blocks: pointers held in the others
    * would be missed, so there is no leak check, only profiles. */
   if (!hs_sampling && (hs_opt.leak_check != HS_LC_NO || !final) && hs_leak_check(&res, sp))
@@ -209,8 +213,18 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
       .nthreads_unstopped = res.nthreads_unstopped,
       .api = &hs_api,
       .output_dir = final ? hs_opt.output : NULL,
+      .threads = thr,
+      .nthreads = nthr,
   };
   struct hs_report_output out = {0};
+  if (hs_sampling && !in.output_dir && !nthr) {
+    /* sample mode with nothing to write: no report library to load */
+    hs_threads_snapshot_free(thr, nthr);
+    if (leaks) hs_munmap(leaks, res.nrecords * sizeof *leaks);
+    if (rets) hs_munmap(rets, res.nrecords * HS_MAX_RETAINERS * sizeof *rets);
+    hs_leak_result_free(&res);
+    return 0;
+  }
   hs_report_emit_fn emit = load_report_lib();
   if (emit)
     emit(&in, &out);
@@ -219,6 +233,7 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
   if (leaks) hs_munmap(leaks, res.nrecords * sizeof *leaks);
   if (rets) hs_munmap(rets, res.nrecords * HS_MAX_RETAINERS * sizeof *rets);
   hs_leak_result_free(&res);
+  hs_threads_snapshot_free(thr, nthr);
   return out.shown_blocks ? out.shown_bytes : 0;
 }
 

@@ -179,15 +179,26 @@ static HS_COLD void record_sample(void *p, size_t size) {
     double w = hs_sample_weight(size);
     hs_depot_count_alloc(id, (uint64_t)(w * HS_FP), (uint64_t)(w * (double)size + 0.5));
     hs_table_insert((uintptr_t)p, hs_meta(size, id));
-    atomic_fetch_add_explicit((_Atomic uint8_t *)&hs_sampled_filter[hs_filter_slot((uintptr_t)p)], 1,
-                              memory_order_relaxed);
+    hs_filter_add((uintptr_t)p);
   }
   hs_in_agent = 0;
 }
 
+/* Memory the agent's own work allocates (libdw, dlopen, the report library)
+ * is recorded without a stack and flagged "ignored": never reported, never
+ * profiled, but scanned as a root. The dynamic linker threads such blocks
+ * into its lists of loaded objects; without this, the program's own link
+ * maps behind them would look lost. */
+static HS_COLD void record_agent(void *p, size_t size) {
+  if (!hs_sampling && !hs_checking) hs_table_insert((uintptr_t)p, hs_meta(size, 0) | HS_META_IGNORED);
+}
+
 static inline void on_alloc(void *p, size_t size) {
-  if (HS_UNLIKELY(p == NULL) || HS_UNLIKELY(!atomic_load_explicit(&hs_active, memory_order_relaxed)) || hs_in_agent)
+  if (HS_UNLIKELY(p == NULL) || HS_UNLIKELY(!atomic_load_explicit(&hs_active, memory_order_relaxed))) return;
+  if (HS_UNLIKELY(hs_in_agent)) {
+    record_agent(p, size);
     return;
+  }
   if (hs_sampling) {
     hs_until_sample -= (long)size;
     if (HS_LIKELY(hs_until_sample > 0)) return;
@@ -197,16 +208,18 @@ static inline void on_alloc(void *p, size_t size) {
   record(p, size);
 }
 
+static inline int is_agent_block(uint64_t meta) {
+  return (meta & HS_META_IGNORED) && hs_meta_stack(meta) == HS_STACK_NONE;
+}
+
 static HS_COLD void forget(void *p) {
   uint64_t meta;
-  if (hs_table_remove((uintptr_t)p, &meta)) account((long)hs_meta_size(meta), 1, 0);
+  if (hs_table_remove((uintptr_t)p, &meta) && !is_agent_block(meta)) account((long)hs_meta_size(meta), 1, 0);
 }
 
 static HS_COLD void forget_sampled(void *p) {
   uint64_t meta;
-  if (hs_table_remove((uintptr_t)p, &meta))
-    atomic_fetch_sub_explicit((_Atomic uint8_t *)&hs_sampled_filter[hs_filter_slot((uintptr_t)p)], 1,
-                              memory_order_relaxed);
+  if (hs_table_remove((uintptr_t)p, &meta)) hs_filter_del((uintptr_t)p);
 }
 
 /* The block must leave the table before the memory returns to the
@@ -273,9 +286,8 @@ static void *do_realloc(void *old, size_t size) {
     return NULL;
   }
   if (had && hs_sampling)
-    atomic_fetch_sub_explicit((_Atomic uint8_t *)&hs_sampled_filter[hs_filter_slot((uintptr_t)old)], 1,
-                              memory_order_relaxed);
-  else if (had)
+    hs_filter_del((uintptr_t)old);
+  else if (had && !is_agent_block(meta))
     account((long)hs_meta_size(meta), 1, 0);
   on_alloc(p, size);
   return p;

@@ -137,6 +137,7 @@ void hs_depot_unlock(void);
 unsigned hs_unwind(uintptr_t *frames, unsigned max);
 void hs_unwind_init(void);
 void hs_unwind_flush(void);
+unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, uintptr_t *frames, unsigned max);
 extern int hs_fast_unwind; /* option fast_unwind: the cached CFI walk */
 extern uintptr_t hs_self_text_start, hs_self_text_end;
 extern uintptr_t hs_libc_data_lo, hs_libc_data_hi;
@@ -191,6 +192,9 @@ extern struct hs_real hs_real;
 extern HS_TLS int hs_in_agent;
 /* 0 before init and after the exit report; 1 while tracking. */
 extern atomic_int hs_active;
+/* Set while the leak check holds every table lock: the agent's own
+ * allocations then go unrecorded (the table is locked). */
+extern int hs_checking;
 /* Flushed parts of the per-thread counters (hooks.c). */
 struct hs_totals {
   atomic_long cur_bytes, cur_blocks, peak_bytes, peak_blocks;
@@ -213,9 +217,25 @@ extern int hs_sampling;             /* mode=sample */
 extern double hs_sample_rate;
 extern HS_TLS long hs_until_sample; /* bytes left before this thread's next sample */
 extern uint8_t *hs_sampled_filter;  /* counting filter of sampled addresses */
-#define HS_FILTER_BITS 20
+#define HS_FILTER_BITS 16
 static inline size_t hs_filter_slot(uintptr_t p) {
   return (size_t)(((uint64_t)(p >> 4) * 0x9E3779B97F4A7C15ull) >> (64 - HS_FILTER_BITS));
+}
+/* Saturating counters: a slot that reached 255 stays there (always "maybe
+ * sampled"), so it can never wrap to zero while sampled blocks hash to it. */
+static inline void hs_filter_add(uintptr_t p) {
+  _Atomic uint8_t *c = (_Atomic uint8_t *)&hs_sampled_filter[hs_filter_slot(p)];
+  uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
+  while (v < 255 && !atomic_compare_exchange_weak_explicit(c, &v, (uint8_t)(v + 1), memory_order_relaxed,
+                                                            memory_order_relaxed))
+    ;
+}
+static inline void hs_filter_del(uintptr_t p) {
+  _Atomic uint8_t *c = (_Atomic uint8_t *)&hs_sampled_filter[hs_filter_slot(p)];
+  uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
+  while (v > 0 && v < 255 && !atomic_compare_exchange_weak_explicit(c, &v, (uint8_t)(v - 1), memory_order_relaxed,
+                                                                     memory_order_relaxed))
+    ;
 }
 void hs_sampler_init(void);
 /* Weight of a sampled block of this size: 1/(1-exp(-size/rate)), as Go. */
@@ -230,8 +250,24 @@ struct hs_thread {
   int alive;
   uintptr_t stack_lo, stack_hi; /* from pthread_getattr_np */
   uintptr_t final_sp;           /* where a dead thread's live frames ended */
+  pthread_t handle;
+  uint64_t seq;                 /* creation order, for heapscope_threads_mark */
+  uint32_t create_stack;        /* depot id of the pthread_create call */
+  uintptr_t start_routine;
+  int detached, joined;
+  uint64_t start_ns, end_ns;
+  char name[16];                /* at exit, for ended threads */
+  int starting;                 /* created, not yet running: not reclaimable */
+  uint64_t last_switches, same_since_ns; /* to tell how long it has not run */
 };
 void hs_threads_init(void);
+uint64_t hs_now_ns(void); /* CLOCK_MONOTONIC */
+/* Live stacks of the program's threads, each unwound by the thread itself in
+ * a signal handler. Fills out (hs_mmap'd, count returned): see hs_report.h. */
+struct hs_report_thread;
+size_t hs_threads_snapshot(struct hs_report_thread **out, int include_main, uint64_t since_seq);
+void hs_threads_snapshot_free(struct hs_report_thread *t, size_t n);
+uint64_t hs_threads_seq(void);
 void hs_threads_after_fork_child(void);
 void hs_threads_lock(void);
 void hs_threads_unlock(void);

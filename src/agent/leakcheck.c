@@ -20,6 +20,8 @@
 
 #include "hs.h"
 
+int hs_checking;
+
 enum { UNREACHED = 0, POSSIBLE, REACHABLE, INDIRECT };
 #define F_PENDING 1
 #define F_LEADER 2
@@ -578,6 +580,7 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp) {
 
   hs_threads_lock();
   hs_table_lock_all();
+  hs_checking = 1;
   struct hs_stopped *th = NULL;
   size_t nth = hs_stop_world(&th);
   for (size_t i = 0; i < nth; i++) res->nthreads_unstopped += !th[i].stopped;
@@ -637,6 +640,7 @@ out:
   sigaction(SIGSEGV, &old_segv, NULL);
   sigaction(SIGBUS, &old_bus, NULL);
   hs_resume_world();
+  hs_checking = 0;
   hs_table_unlock_all();
   hs_threads_unlock();
   release();

@@ -76,6 +76,8 @@ static void snapshot_free(struct hs_prof_snapshot *s) {
 
 static void enter_agent_thread(void) { hs_in_agent = 1; }
 
+static size_t threads(struct hs_report_thread **out) { return hs_threads_snapshot(out, 1, 0); }
+
 static size_t thread_count(void) {
   size_t n = 1;
   hs_threads_lock();
@@ -90,6 +92,8 @@ struct hs_agent_api hs_api = {
     .snapshot_free = snapshot_free,
     .enter_agent_thread = enter_agent_thread,
     .thread_count = thread_count,
+    .threads = threads,
+    .threads_free = hs_threads_snapshot_free,
     .mode = "full",
 };
 

@@ -3,7 +3,10 @@
  * the leak check: each other thread is sent a signal whose handler saves its
  * registers and waits on a futex until released. */
 #define _GNU_SOURCE
+#define UNW_LOCAL_ONLY
 #include <dirent.h>
+#include <dlfcn.h>
+#include <libunwind.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -16,34 +19,97 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "../common/hs_report.h"
 #include "hs.h"
 
 static struct hs_thread *threads;
 static hs_lock_t threads_lock;
 static pthread_key_t exit_key;
 static int key_ok;
+static atomic_ulong thread_seq;
+static size_t ndead;
 
 void hs_threads_lock(void) { hs_lock(&threads_lock); }
 void hs_threads_unlock(void) { hs_unlock(&threads_lock); }
 struct hs_thread *hs_threads_list(void) { return threads; }
+uint64_t hs_threads_seq(void) { return atomic_load(&thread_seq); }
 
 static pid_t gettid_raw(void) { return (pid_t)syscall(SYS_gettid); }
+
+uint64_t hs_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* /proc/self/task/TID/comm into out (16 bytes), without stdio. */
+static void read_comm(pid_t tid, char *out) {
+  char path[64];
+  hs_snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, out, 15) : 0;
+  if (fd >= 0) close(fd);
+  if (n < 0) n = 0;
+  while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == 0)) n--;
+  out[n] = 0;
+}
+
+/* A record whose thread ended and that nobody can join any more. */
+static int reclaimable(const struct hs_thread *t) { return !t->alive && !t->starting && (t->joined || t->detached); }
 
 /* Runs at thread exit, however the thread ends (return, pthread_exit,
  * cancellation). Frames below this point are dead. */
 static void on_thread_exit(void *arg) {
   struct hs_thread *t = arg;
+  read_comm(t->tid, t->name);
   t->final_sp = (uintptr_t)__builtin_frame_address(0);
+  t->end_ns = hs_now_ns();
+  hs_lock(&threads_lock);
   __atomic_store_n(&t->alive, 0, __ATOMIC_RELEASE);
+  if (reclaimable(t)) ndead++;
+  hs_unlock(&threads_lock);
 }
 
 struct start_arg {
   void *(*fn)(void *);
   void *arg;
-  int agent; /* created by the agent (its server's threads) */
+  int agent;              /* created by the agent (its server's threads) */
+  struct hs_thread *rec;  /* its registry record */
 };
 
-static void register_self(void) {
+/* The creator takes the record (so that a join or detach right after
+ * pthread_create finds it); the thread fills in its own tid and stack. */
+static struct hs_thread *take_record(void) {
+  struct hs_thread *t = NULL;
+  hs_lock(&threads_lock);
+  if (ndead)
+    for (struct hs_thread *i = threads; i; i = i->next)
+      if (reclaimable(i)) {
+        t = i;
+        ndead--;
+        break;
+      }
+  if (!t) {
+    t = hs_alloc(sizeof *t);
+    if (t) {
+      memset(t, 0, sizeof *t);
+      t->next = threads;
+      threads = t;
+    }
+  }
+  if (t) {
+    t->starting = 1;
+    t->alive = 0;
+    t->joined = 0;
+    t->tid = 0;
+    t->stack_lo = t->stack_hi = t->final_sp = 0;
+    t->name[0] = 0;
+  }
+  hs_unlock(&threads_lock);
+  return t;
+}
+
+static void register_self(struct hs_thread *t) {
   pthread_attr_t a;
   void *lo = NULL;
   size_t sz = 0;
@@ -53,30 +119,14 @@ static void register_self(void) {
     pthread_attr_destroy(&a);
   }
   hs_in_agent = 0;
-  uintptr_t l = (uintptr_t)lo, h = l + sz;
   hs_lock(&threads_lock);
-  /* A stack glibc reused from an ended thread makes that record obsolete;
-   * reuse the record itself. */
-  struct hs_thread *t = NULL;
-  for (struct hs_thread *i = threads; i; i = i->next)
-    if (!i->alive && i->stack_lo < h && i->stack_hi > l) {
-      t = i;
-      break;
-    }
-  if (!t) {
-    t = hs_alloc(sizeof *t);
-    if (!t) {
-      hs_unlock(&threads_lock);
-      return;
-    }
-    t->next = threads;
-    threads = t;
-  }
   t->tid = gettid_raw();
-  t->stack_lo = l;
-  t->stack_hi = h;
+  t->stack_lo = (uintptr_t)lo;
+  t->stack_hi = (uintptr_t)lo + sz;
   t->final_sp = 0;
+  t->start_ns = hs_now_ns();
   t->alive = 1;
+  t->starting = 0;
   hs_unlock(&threads_lock);
   if (key_ok) pthread_setspecific(exit_key, t);
 }
@@ -85,9 +135,12 @@ static void *thread_start(void *p) {
   struct start_arg sa = *(struct start_arg *)p;
   hs_in_agent = 1;
   free(p);
-  if (sa.agent) return sa.fn(sa.arg); /* the agent's own thread: never tracked nor listed */
+  if (sa.agent || !sa.rec) {
+    if (!sa.agent) hs_in_agent = 0;
+    return sa.fn(sa.arg); /* the agent's own thread: never tracked nor listed */
+  }
   hs_in_agent = 0;
-  register_self();
+  register_self(sa.rec);
   return sa.fn(sa.arg);
 }
 
@@ -98,19 +151,108 @@ HS_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*
   int agent = hs_in_agent;
   hs_in_agent = 1;
   struct start_arg *sa = malloc(sizeof *sa);
-  hs_in_agent = agent;
-  if (!sa) return EAGAIN;
+  if (!sa) {
+    hs_in_agent = agent;
+    return EAGAIN;
+  }
   sa->fn = fn;
   sa->arg = arg;
   sa->agent = agent;
+  sa->rec = NULL;
+  if (!agent && (sa->rec = take_record())) {
+    struct hs_thread *t = sa->rec;
+    int ds = PTHREAD_CREATE_JOINABLE;
+    if (attr) pthread_attr_getdetachstate(attr, &ds);
+    t->detached = ds == PTHREAD_CREATE_DETACHED;
+    t->seq = atomic_fetch_add(&thread_seq, 1) + 1;
+    t->start_routine = (uintptr_t)fn;
+    uintptr_t frames[HS_MAX_FRAMES];
+    unsigned n = hs_unwind(frames, (unsigned)hs_opt.max_frames);
+    t->create_stack = hs_depot_put(frames, n);
+  }
+  struct hs_thread *rec = sa->rec;
+  /* glibc allocates the new thread's TLS vector here: the program's memory */
+  hs_in_agent = agent;
+  if (rec) hs_lock(&threads_lock); /* the handle is set before anyone can join */
   int r = hs_real.pthread_create(th, attr, thread_start, sa);
+  if (rec) {
+    if (r == 0) {
+      rec->handle = *th;
+    } else {
+      rec->starting = 0;
+      rec->detached = 1; /* never ran: reclaimable */
+      ndead++;
+    }
+    hs_unlock(&threads_lock);
+  }
   if (r) {
     hs_in_agent = 1;
     free(sa);
-    hs_in_agent = agent;
   }
+  hs_in_agent = agent;
   return r;
 }
+
+/* ---- join, detach: a joinable thread that ended and was never joined pins
+ * its stack and descriptor for the life of the process. */
+
+static struct hs_thread *find_handle(pthread_t h) {
+  for (struct hs_thread *t = threads; t; t = t->next)
+    if (t->handle == h && !reclaimable(t)) return t;
+  return NULL;
+}
+
+static void mark(pthread_t h, int joined) {
+  hs_lock(&threads_lock);
+  struct hs_thread *t = find_handle(h);
+  if (t) {
+    int was = reclaimable(t);
+    if (joined)
+      t->joined = 1;
+    else
+      t->detached = 1;
+    if (!was && reclaimable(t)) ndead++;
+  }
+  hs_unlock(&threads_lock);
+}
+
+typedef int (*join_fn)(pthread_t, void **);
+HS_EXPORT int pthread_join(pthread_t th, void **ret) {
+  static join_fn real;
+  if (!real) real = (join_fn)dlsym(RTLD_NEXT, "pthread_join");
+  int r = real(th, ret);
+  if (r == 0) mark(th, 1);
+  return r;
+}
+
+HS_EXPORT int pthread_tryjoin_np(pthread_t th, void **ret) {
+  static join_fn real;
+  if (!real) real = (join_fn)dlsym(RTLD_NEXT, "pthread_tryjoin_np");
+  int r = real(th, ret);
+  if (r == 0) mark(th, 1);
+  return r;
+}
+
+typedef int (*timedjoin_fn)(pthread_t, void **, const struct timespec *);
+HS_EXPORT int pthread_timedjoin_np(pthread_t th, void **ret, const struct timespec *abstime) {
+  static timedjoin_fn real;
+  if (!real) real = (timedjoin_fn)dlsym(RTLD_NEXT, "pthread_timedjoin_np");
+  int r = real(th, ret, abstime);
+  if (r == 0) mark(th, 1);
+  return r;
+}
+
+typedef int (*detach_fn)(pthread_t);
+HS_EXPORT int pthread_detach(pthread_t th) {
+  static detach_fn real;
+  if (!real) real = (detach_fn)dlsym(RTLD_NEXT, "pthread_detach");
+  int r = real(th);
+  if (r == 0) mark(th, 0);
+  return r;
+}
+
+/* pthread_exit and pthread_cancel need no bookkeeping of their own: the
+ * thread-specific destructor (on_thread_exit) sees every way a thread ends. */
 
 void hs_threads_init(void) {
   key_ok = pthread_key_create(&exit_key, on_thread_exit) == 0;
@@ -118,13 +260,286 @@ void hs_threads_init(void) {
 
 void hs_threads_after_fork_child(void) {
   /* Only the forking thread exists in the child; the other stacks are
-   * still mapped but hold no live frames. */
+   * still mapped but hold no live frames, and nobody will join them. */
   pid_t me = gettid_raw();
   for (struct hs_thread *t = threads; t; t = t->next)
     if (t->alive && t->tid != me) {
       t->alive = 0;
       t->final_sp = t->stack_hi;
+      t->detached = 1;
+    } else if (t->tid == me) {
+      t->tid = gettid_raw();
     }
+}
+
+/* ---- live stacks ------------------------------------------------------------
+ * Each thread is sent DUMP_SIGNAL; its handler unwinds its own stack with
+ * unw_backtrace (async-signal-safe for local unwinding), dropping the
+ * handler's frames and the signal trampoline, and posts a futex. Threads that
+ * block the signal are reported without a current stack. */
+
+#define DUMP_SIGNAL (SIGRTMAX - 3)
+static struct hs_report_thread *dump_out;
+static size_t dump_n;
+static hs_lock_t dump_lock;
+
+static long futex_op(atomic_int *w, int op, int val, const struct timespec *ts) {
+  return syscall(SYS_futex, w, op, val, ts, NULL, 0);
+}
+
+static atomic_int dump_done[4096];
+
+static void dump_handler(int sig, siginfo_t *si, void *uc_) {
+  (void)sig;
+  (void)si;
+  int saved = errno;
+  pid_t me = gettid_raw();
+  ucontext_t *uc = uc_;
+  uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+  for (size_t i = 0; i < dump_n && i < 4096; i++) {
+    if (dump_out[i].tid != me) continue;
+    void *buf[HS_THREAD_FRAMES + 16];
+    int n = unw_backtrace(buf, HS_THREAD_FRAMES + 16);
+    /* frames up to the interrupted pc belong to the handler and the
+     * kernel's trampoline */
+    int k = 0;
+    while (k < n && (uintptr_t)buf[k] != pc) k++;
+    unsigned o = 0;
+    if (k < n) {
+      /* the interrupted pc is not a return address: store pc + 1 so that
+       * every frame reads as one (symbolizers look up address - 1) */
+      dump_out[i].current[o++] = pc + 1;
+      for (k++; k < n && o < HS_THREAD_FRAMES; k++) dump_out[i].current[o++] = (uintptr_t)buf[k];
+    }
+    dump_out[i].ncurrent = o;
+    atomic_store(&dump_done[i], 1);
+    futex_op(&dump_done[i], FUTEX_WAKE, 1, NULL);
+    break;
+  }
+  errno = saved;
+}
+
+/* State, wait channel and system call of a thread; for one blocked in a
+ * system call also its user pc and sp (the last two fields of syscall). */
+static void proc_state(struct hs_report_thread *r, uintptr_t *pc, uintptr_t *sp) {
+  *pc = *sp = 0;
+  char path[64], buf[512];
+  hs_snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)r->tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (fd >= 0) close(fd);
+  r->state = '?';
+  if (n > 0) {
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (p && p[1] == ' ') r->state = p[2];
+  }
+  hs_snprintf(path, sizeof path, "/proc/self/task/%d/wchan", (int)r->tid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  n = fd >= 0 ? read(fd, r->wchan, sizeof r->wchan - 1) : -1;
+  if (fd >= 0) close(fd);
+  r->wchan[n > 0 ? n : 0] = 0;
+  if (!strcmp(r->wchan, "0")) r->wchan[0] = 0;
+  hs_snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)r->tid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (fd >= 0) close(fd);
+  r->syscall = -2;
+  if (n > 0) {
+    buf[n] = 0;
+    if (!strncmp(buf, "running", 7)) {
+      r->syscall = -1;
+    } else {
+      r->syscall = strtol(buf, NULL, 10);
+      /* "nr a1 a2 a3 a4 a5 a6 sp pc" */
+      char *f[9];
+      int k = 0;
+      for (char *p = buf; *p && k < 9;) {
+        while (*p == ' ') p++;
+        if (!*p || *p == '\n') break;
+        f[k++] = p;
+        while (*p && *p != ' ' && *p != '\n') p++;
+      }
+      if (k == 9) {
+        *sp = (uintptr_t)strtoull(f[7], NULL, 16);
+        *pc = (uintptr_t)strtoull(f[8], NULL, 16);
+      }
+    }
+  }
+}
+
+/* End of the mapping that holds addr (a thread's stack top), from maps. */
+static uintptr_t mapping_end(uintptr_t addr) {
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[8192];
+  size_t have = 0;
+  uintptr_t found = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+    if (n <= 0) break;
+    have += (size_t)n;
+    buf[have] = 0;
+    char *line = buf, *nl;
+    while ((nl = strchr(line, '\n'))) {
+      *nl = 0;
+      char *dash;
+      uintptr_t lo = (uintptr_t)strtoull(line, &dash, 16);
+      uintptr_t hi = *dash == '-' ? (uintptr_t)strtoull(dash + 1, NULL, 16) : 0;
+      if (addr >= lo && addr < hi) found = hi;
+      line = nl + 1;
+    }
+    have = strlen(line);
+    memmove(buf, line, have);
+    if (found) break;
+  }
+  close(fd);
+  return found;
+}
+
+/* voluntary + involuntary context switches of a thread, 0 if unknown. */
+static uint64_t switches(pid_t tid) {
+  char path[64], buf[2048];
+  hs_snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (fd >= 0) close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  uint64_t s = 0;
+  for (const char *k = buf; (k = strstr(k, "ctxt_switches:")); k += 14) s += strtoull(k + 14, NULL, 10);
+  return s;
+}
+
+size_t hs_threads_snapshot(struct hs_report_thread **out, int include_main, uint64_t since_seq) {
+  *out = NULL;
+  int saved = hs_in_agent;
+  hs_in_agent = 1;
+  hs_lock(&dump_lock);
+  pid_t me = gettid_raw(), pid = getpid();
+  hs_lock(&threads_lock);
+  size_t cap = 1;
+  for (struct hs_thread *t = threads; t; t = t->next) cap++;
+  /* element 0 keeps the capacity for hs_threads_snapshot_free */
+  struct hs_report_thread *r = hs_mmap((cap + 1) * sizeof *r);
+  if (r) {
+    r[0].stack_bytes = cap;
+    r++;
+  }
+  size_t n = 0;
+  uint64_t now = hs_now_ns();
+  for (struct hs_thread *t = threads; r && t && n < cap; t = t->next) {
+    if (t->seq <= since_seq) continue;
+    int alive = __atomic_load_n(&t->alive, __ATOMIC_ACQUIRE);
+    if (t->starting || (!alive && reclaimable(t))) continue;
+    if (alive && t->tid == me) continue;
+    struct hs_report_thread *x = &r[n++];
+    memset(x, 0, sizeof *x);
+    x->tid = t->tid;
+    x->detached = t->detached;
+    x->exited_unjoined = !alive;
+    x->stack_bytes = t->stack_hi - t->stack_lo;
+    x->start_routine = t->start_routine;
+    x->created = hs_depot_get(t->create_stack, &x->ncreated);
+    if (!x->created) x->ncreated = 0;
+    x->seconds_alive = (double)((alive ? now : t->end_ns) - t->start_ns) / 1e9;
+    if (alive)
+      read_comm(t->tid, x->name);
+    else {
+      memcpy(x->name, t->name, sizeof x->name);
+      x->state = 'X';
+      x->syscall = -2;
+    }
+  }
+  if (include_main && me != pid && r && n < cap) {
+    struct hs_report_thread *x = &r[n++];
+    memset(x, 0, sizeof *x);
+    x->tid = pid;
+    read_comm(pid, x->name);
+  }
+  hs_unlock(&threads_lock);
+  if (!r) {
+    hs_unlock(&dump_lock);
+    hs_in_agent = saved;
+    return 0;
+  }
+  /* Ask every live one for its stack; 200 ms in all. */
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = dump_handler;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigfillset(&sa.sa_mask);
+  dump_out = r;
+  dump_n = n;
+  for (size_t i = 0; i < n && i < 4096; i++) atomic_store(&dump_done[i], 0);
+  sigaction(DUMP_SIGNAL, &sa, &old);
+  /* Threads blocked in a system call are unwound from the pc and sp the
+   * kernel shows: a signal would interrupt their call (sleep returns early,
+   * poll fails with EINTR). Only threads that run get the signal. */
+  for (size_t i = 0; i < n && i < 4096; i++) {
+    if (r[i].state == 'X') continue;
+    uintptr_t pc, sp;
+    proc_state(&r[i], &pc, &sp);
+    uintptr_t hi = sp ? mapping_end(sp) : 0;
+    if (r[i].syscall >= 0 && pc && hi) {
+      r[i].ncurrent = hs_unwind_remote(pc, sp, hi, r[i].current, HS_THREAD_FRAMES);
+      atomic_store(&dump_done[i], 1);
+    }
+  }
+  int all = 1;
+  for (size_t i = 0; i < n && i < 4096; i++)
+    if (r[i].state != 'X' && !atomic_load(&dump_done[i])) syscall(SYS_tgkill, pid, r[i].tid, DUMP_SIGNAL);
+  uint64_t deadline = hs_now_ns() + 200000000ull;
+  for (size_t i = 0; i < n && i < 4096; i++) {
+    if (r[i].state == 'X') continue;
+    while (!atomic_load(&dump_done[i])) {
+      uint64_t t = hs_now_ns();
+      if (t >= deadline) break;
+      struct timespec ts = {0, (long)((deadline - t) < 5000000 ? (deadline - t) : 5000000)};
+      futex_op(&dump_done[i], FUTEX_WAIT, 0, &ts);
+    }
+    if (!atomic_load(&dump_done[i])) all = 0;
+  }
+  /* A thread that blocks the signal gets it later: keep our handler (it
+   * finds nothing to do) rather than let the default action kill it. */
+  if (all) sigaction(DUMP_SIGNAL, &old, NULL);
+  dump_n = 0;
+  for (size_t i = 0; i < n; i++)
+    if (r[i].state != 'X' && r[i].syscall < 0) {
+      uintptr_t pc, sp;
+      proc_state(&r[i], &pc, &sp); /* a running thread: its state after the signal */
+    }
+  /* How long a thread has been where it is, as far as we can tell: if its
+   * context-switch count is what it was at an earlier look, it has not run
+   * since, so at least since then. Unknown (-1) at the first look. */
+  hs_lock(&threads_lock);
+  for (size_t i = 0; i < n; i++) {
+    r[i].seconds_in_state = -1;
+    if (r[i].state == 'X') continue;
+    uint64_t sw = switches(r[i].tid);
+    for (struct hs_thread *t = threads; t; t = t->next)
+      if (t->tid == r[i].tid && t->alive) {
+        if (sw && t->last_switches == sw)
+          r[i].seconds_in_state = (double)(now - t->same_since_ns) / 1e9;
+        else {
+          t->last_switches = sw;
+          t->same_since_ns = now;
+        }
+        break;
+      }
+  }
+  hs_unlock(&threads_lock);
+  hs_unlock(&dump_lock);
+  hs_in_agent = saved;
+  *out = r;
+  return n;
+}
+
+void hs_threads_snapshot_free(struct hs_report_thread *t, size_t n) {
+  (void)n;
+  if (!t) return;
+  t--;
+  hs_munmap(t, (t->stack_bytes + 1) * sizeof *t);
 }
 
 /* ---- stop the world ---------------------------------------------------- */
@@ -253,4 +668,46 @@ void hs_resume_world(void) {
     nanosleep(&ts, NULL);
   }
   sigaction(STOP_SIGNAL, &old_action, NULL);
+}
+
+/* ---- goleak's VerifyNone for C: heapscope_threads_mark/check ----------- */
+
+HS_EXPORT unsigned long __heapscope_threads_mark(void) { return (unsigned long)hs_threads_seq(); }
+
+/* Threads created after the mark that are alive, or ended but unjoined. */
+static size_t leaked_since(uint64_t mark) {
+  size_t n = 0;
+  hs_lock(&threads_lock);
+  for (struct hs_thread *t = threads; t; t = t->next)
+    if (t->seq > mark && !reclaimable(t)) n++;
+  hs_unlock(&threads_lock);
+  return n;
+}
+
+HS_EXPORT int __heapscope_threads_check(unsigned long mark, int timeout_ms, char *report, size_t len) {
+  if (!atomic_load(&hs_active)) return -1;
+  uint64_t deadline = hs_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
+  while (leaked_since(mark) && hs_now_ns() < deadline) {
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+  }
+  if (!leaked_since(mark)) {
+    if (report && len) hs_snprintf(report, len, "no leaked threads\n");
+    return 0;
+  }
+  struct hs_report_thread *t = NULL;
+  size_t n = hs_threads_snapshot(&t, 0, mark);
+  if (report && len) {
+    void *h = hs_report_lib();
+    hs_threads_format_fn fmt = h ? (hs_threads_format_fn)dlsym(h, HS_THREADS_FORMAT_SYM) : NULL;
+    int saved = hs_in_agent;
+    hs_in_agent = 1;
+    if (fmt)
+      fmt(t, n, report, len);
+    else
+      hs_snprintf(report, len, "%zu leaked threads (no report library to describe them)\n", n);
+    hs_in_agent = saved;
+  }
+  hs_threads_snapshot_free(t, n);
+  return (int)n;
 }

@@ -9,6 +9,7 @@
  * malloc/new. */
 #define _GNU_SOURCE
 #define UNW_LOCAL_ONLY
+#include <dlfcn.h>
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <fcntl.h>
@@ -82,6 +83,36 @@ static int find_module(struct dl_phdr_info *info, size_t size, void *p) {
   return 0;
 }
 
+/* libdw is loaded on the first cache miss, not at start-up: a process that
+ * allocates little (most processes of a shell script) never maps it. */
+static struct {
+  unsigned (*elf_version)(unsigned);
+  Elf *(*elf_begin)(int, Elf_Cmd, Elf *);
+  Dwarf_CFI *(*getcfi_elf)(Elf *);
+  int (*cfi_addrframe)(Dwarf_CFI *, Dwarf_Addr, Dwarf_Frame **);
+  int (*frame_cfa)(Dwarf_Frame *, Dwarf_Op **, size_t *);
+  int (*frame_register)(Dwarf_Frame *, int, Dwarf_Op *, Dwarf_Op **, size_t *);
+  int state; /* 0 not tried, 1 loaded, -1 unavailable */
+} dw;
+
+static int load_libdw(void) {
+  if (dw.state) return dw.state > 0;
+  dw.state = -1;
+  void *e = dlopen("libelf.so.1", RTLD_NOW | RTLD_LOCAL), *d = dlopen("libdw.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!e || !d) return 0;
+  dw.elf_version = (unsigned (*)(unsigned))dlsym(e, "elf_version");
+  dw.elf_begin = (Elf * (*)(int, Elf_Cmd, Elf *)) dlsym(e, "elf_begin");
+  dw.getcfi_elf = (Dwarf_CFI * (*)(Elf *)) dlsym(d, "dwarf_getcfi_elf");
+  dw.cfi_addrframe = (int (*)(Dwarf_CFI *, Dwarf_Addr, Dwarf_Frame **))dlsym(d, "dwarf_cfi_addrframe");
+  dw.frame_cfa = (int (*)(Dwarf_Frame *, Dwarf_Op **, size_t *))dlsym(d, "dwarf_frame_cfa");
+  dw.frame_register = (int (*)(Dwarf_Frame *, int, Dwarf_Op *, Dwarf_Op **, size_t *))dlsym(d, "dwarf_frame_register");
+  if (!dw.elf_version || !dw.elf_begin || !dw.getcfi_elf || !dw.cfi_addrframe || !dw.frame_cfa || !dw.frame_register)
+    return 0;
+  dw.elf_version(EV_CURRENT);
+  dw.state = 1;
+  return 1;
+}
+
 static struct module *module_for(uintptr_t pc) {
   struct find_arg a = {.pc = pc};
   dl_iterate_phdr(find_module, &a);
@@ -95,9 +126,9 @@ static struct module *module_for(uintptr_t pc) {
   int fd = open(a.name, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return NULL;
   /* ELF_C_READ_MMAP keeps the file mapped; the fd can go. */
-  m->elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+  m->elf = dw.elf_begin(fd, ELF_C_READ_MMAP, NULL);
   close(fd);
-  m->cfi = m->elf ? dwarf_getcfi_elf(m->elf) : NULL;
+  m->cfi = m->elf ? dw.getcfi_elf(m->elf) : NULL;
   return m->cfi ? m : NULL;
 }
 
@@ -112,14 +143,19 @@ static int is_cfa_plus(const Dwarf_Op *ops, size_t n, int64_t *off) {
 
 /* Computes the rule at pc with libdw; 0 when the CFI is not a plain rule. */
 static uint64_t compute_rule(uintptr_t pc) {
+  int saved = hs_in_agent;
+  hs_in_agent = 1; /* dlopen and libdw allocate */
+  int ok = load_libdw();
+  hs_in_agent = saved;
+  if (!ok) return 0;
   struct module *m = module_for(pc);
   if (!m) return 0;
   Dwarf_Frame *f = NULL;
-  if (dwarf_cfi_addrframe(m->cfi, pc - m->base, &f) != 0 || !f) return 0;
+  if (dw.cfi_addrframe(m->cfi, pc - m->base, &f) != 0 || !f) return 0;
   uint64_t rule = 0;
   Dwarf_Op *ops;
   size_t n;
-  if (dwarf_frame_cfa(f, &ops, &n) != 0 || n != 1) goto out;
+  if (dw.frame_cfa(f, &ops, &n) != 0 || n != 1) goto out;
   int reg;
   int64_t off;
   if (ops[0].atom == DW_OP_bregx) {
@@ -136,14 +172,14 @@ static uint64_t compute_rule(uintptr_t pc) {
   Dwarf_Op mem[3], *rops;
   size_t rn;
   /* return address: at CFA-8, or undefined at the outermost frame */
-  if (dwarf_frame_register(f, 16, mem, &rops, &rn) != 0) { rule = 0; goto out; }
+  if (dw.frame_register(f, 16, mem, &rops, &rn) != 0) { rule = 0; goto out; }
   if (rn == 0 && rops == mem) {
     rule |= R_END;
   } else {
     int64_t ra;
     if (!is_cfa_plus(rops, rn, &ra) || ra != -8) { rule = 0; goto out; }
   }
-  if (dwarf_frame_register(f, 6, mem, &rops, &rn) != 0) { rule = 0; goto out; }
+  if (dw.frame_register(f, 6, mem, &rops, &rn) != 0) { rule = 0; goto out; }
   if (rn == 0) {
     rule |= R_RBP_SAME; /* same value; "undefined" only happens in _start */
   } else {
@@ -293,7 +329,55 @@ static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max
   return (int)out;
 }
 
+/* Unwinds another thread, blocked in a system call, from the pc and sp
+ * /proc/self/task/TID/syscall shows: no signal, so its syscall is never
+ * interrupted. rbp is unknown until a frame's rule restores it from the
+ * stack; a frame that needs it before that ends the walk. Every read stays
+ * in [sp, hi). frames[0] is pc + 1 (pc is not a return address). */
+unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, uintptr_t *frames, unsigned max) {
+  if (!cache || !max || sp >= hi) return 0;
+  uintptr_t bp = 0;
+  int bp_known = 0;
+  unsigned out = 0;
+  frames[out++] = pc + 1;
+  uintptr_t lookup = pc;
+  for (unsigned steps = 0; steps < HS_MAX_FRAMES + 32 && out < max; steps++) {
+    uint64_t r = rule_shared(lookup);
+    if (!(r & R_VALID) || (r & R_END)) break;
+    if ((r & R_BASE_RBP) && !bp_known) break;
+    uintptr_t cfa = ((r & R_BASE_RBP) ? bp : sp) + (uintptr_t)(int64_t)(int32_t)(uint32_t)r;
+    if (cfa <= sp || cfa > hi) break;
+    if (!(r & R_RBP_SAME)) {
+      uintptr_t at = cfa + (uintptr_t)(int64_t)(int16_t)(uint16_t)(r >> 40);
+      if (at < sp || at + 8 > hi) break;
+      bp = *(const uintptr_t *)at;
+      bp_known = 1;
+    }
+    uintptr_t ra = *(const uintptr_t *)(cfa - 8);
+    sp = cfa;
+    if (!ra) break;
+    frames[out++] = ra;
+    lookup = ra - 1;
+  }
+  return out;
+}
+
+static int selftest_pending;
+static int self_test(void);
+
 unsigned hs_unwind(uintptr_t *frames, unsigned max) {
+  if (HS_UNLIKELY(selftest_pending)) {
+    /* Trust the cache only where it agrees with libunwind: checked at the
+     * first capture, not at start-up, so that libdw loads only when needed. */
+    hs_lock(&miss_lock);
+    int run = selftest_pending;
+    selftest_pending = 0;
+    hs_unlock(&miss_lock);
+    if (run && self_test()) {
+      hs_warn("the cached unwinder disagrees with libunwind here; using libunwind only");
+      hs_fast_unwind = 0;
+    }
+  }
   if (hs_fast_unwind && cache) {
     int n = fast_unwind(frames, max);
     if (HS_LIKELY(n >= 0)) return (unsigned)n;
@@ -364,13 +448,8 @@ __attribute__((noinline)) static int self_test(void) {
 void hs_unwind_init(void) {
   dl_iterate_phdr(find_self, (void *)(uintptr_t)&hs_unwind_init);
   dl_iterate_phdr(find_libc, NULL);
-  elf_version(EV_CURRENT);
   if (hs_fast_unwind) {
     cache = hs_mmap(sizeof(struct slot) << CACHE_BITS);
-    /* Trust the cache only where it agrees with libunwind. */
-    if (cache && self_test()) {
-      hs_warn("the cached unwinder disagrees with libunwind here; using libunwind only");
-      hs_fast_unwind = 0;
-    }
+    selftest_pending = cache != NULL;
   }
 }

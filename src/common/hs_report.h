@@ -29,6 +29,26 @@ struct hs_report_leak {
   unsigned nretainers;
 };
 
+/* ---- threads ---------------------------------------------------------------- */
+#define HS_THREAD_FRAMES 64
+struct hs_report_thread {
+  pid_t tid;
+  char name[16];
+  char state;           /* from /proc: R S D T Z ..., 'X' for exited */
+  int exited_unjoined;  /* ended, joinable, never joined: its stack is pinned */
+  int detached;
+  uint64_t stack_bytes; /* the stack it pins */
+  char wchan[48];       /* kernel wait channel (pipe_read, futex_wait_queue...) */
+  long syscall;         /* blocked in this system call, -1 running, -2 unknown */
+  double seconds_in_state; /* at least this long on the same stack */
+  double seconds_alive;
+  uintptr_t start_routine;
+  const uintptr_t *created; /* pthread_create's caller stack (depot) */
+  unsigned ncreated;
+  uintptr_t current[HS_THREAD_FRAMES]; /* leaf first; empty if it did not answer */
+  unsigned ncurrent;
+};
+
 /* ---- profiles ------------------------------------------------------------ */
 /* One call stack's heap statistics, unbiased (sample mode) or exact. */
 struct hs_prof_stack {
@@ -52,6 +72,9 @@ struct hs_agent_api {
    * profiled and it never appears in thread reports. */
   void (*enter_agent_thread)(void);
   size_t (*thread_count)(void);
+  /* live threads (and exited-but-unjoined ones) with their stacks */
+  size_t (*threads)(struct hs_report_thread **out);
+  void (*threads_free)(struct hs_report_thread *t, size_t n);
   const char *mode;
 };
 
@@ -66,6 +89,9 @@ typedef int (*hs_profile_write_fn)(const struct hs_agent_api *api, int kind, con
 typedef int (*hs_serve_start_fn)(const struct hs_agent_api *api, const char *addr, int allow_remote,
                                  const char *token_file);
 #define HS_SERVE_START_SYM "hs_serve_start"
+
+typedef void (*hs_threads_format_fn)(const struct hs_report_thread *t, size_t n, char *out, size_t len);
+#define HS_THREADS_FORMAT_SYM "hs_threads_format"
 
 struct hs_report_input {
   int abi;
@@ -87,6 +113,8 @@ struct hs_report_input {
   size_t nthreads_unstopped;
   const struct hs_agent_api *api;
   const char *output_dir; /* write profiles (heap, leaks) there, or NULL */
+  const struct hs_report_thread *threads; /* alive or unjoined at exit */
+  size_t nthreads;
 };
 
 struct hs_report_output {

@@ -368,18 +368,31 @@ int hs_pprof_leaks(const struct hs_report_leak *leaks, const int *shown, size_t 
   return r;
 }
 
-int hs_pprof_count(const char *type, int64_t n, const char *label_key, const char *label_val, unsigned char **out,
-                   size_t *len) {
+int hs_pprof_threads(const char *kind, const struct hs_prof_stack *st, const char *const *names,
+                     const char *const *states, size_t n, struct hs_symbolizer *sym, unsigned char **out,
+                     size_t *len) {
   struct builder b;
-  builder_init(&b, NULL);
+  builder_init(&b, sym);
   Profile *p = &b.p;
   p->n_sample_type = 1;
   p->sample_type = calloc(1, sizeof *p->sample_type);
-  p->sample_type[0] = vt(&b, type, "count");
-  p->period_type = vt(&b, type, "count");
+  p->sample_type[0] = vt(&b, kind, "count");
+  p->period_type = vt(&b, kind, "count");
   p->period = 1;
-  int64_t v[1] = {n};
-  add_sample(&b, NULL, 0, v, 1, label_key, 0, NULL, label_val);
+  for (size_t i = 0; i < n; i++) {
+    int64_t v[1] = {rnd(st[i].alloc_count)};
+    add_sample(&b, st[i].frames, st[i].nframes, v, 1, "thread_name", 0, NULL, names[i]);
+    if (states[i][0]) { /* a second string label */
+      Sample *s = b.smp[b.nsmp - 1];
+      Label *l = calloc(1, sizeof *l);
+      perftools__profiles__label__init(l);
+      l->key = str_id(&b.st, "state");
+      l->str = str_id(&b.st, states[i]);
+      s->label = realloc(s->label, 2 * sizeof *s->label);
+      s->label[1] = l;
+      s->n_label = 2;
+    }
+  }
   int r = finish(&b, out, len);
   builder_free(&b);
   return r;

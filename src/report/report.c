@@ -15,6 +15,7 @@
 #include "pprof.h"
 #include "suppress.h"
 #include "symbolize.h"
+#include "threads.h"
 
 enum { DEFINITE, INDIRECT, POSSIBLE, REACHABLE, NKINDS };
 static const char *const kind_json[] = {"definitely_lost", "indirectly_lost", "possibly_lost", "still_reachable"};
@@ -80,27 +81,6 @@ static void text_stack(struct hs_buf *b, struct hs_symbolizer *sym, const struct
     }
   }
   if (first) hs_buf_printf(b, "==%d==    (no stack)\n", pid);
-}
-
-static void json_stack(struct hs_buf *b, struct hs_symbolizer *sym, const struct hs_report_leak *l) {
-  hs_buf_printf(b, "[");
-  int first = 1;
-  for (unsigned i = 0; i < l->nframes; i++) {
-    const struct hs_frame *f;
-    int n = hs_sym_lookup(sym, l->frames[i] - 1, &f);
-    for (int j = 0; j < n; j++) {
-      hs_buf_printf(b, "%s{\"address\": \"0x%lx\", \"function\": ", first ? "" : ", ", (unsigned long)f[j].addr);
-      hs_buf_json_str(b, f[j].function);
-      hs_buf_printf(b, ", \"file\": ");
-      hs_buf_json_str(b, f[j].file);
-      hs_buf_printf(b, ", \"line\": %d, \"module\": ", f[j].line);
-      hs_buf_json_str(b, f[j].module);
-      if (f[j].inlined) hs_buf_printf(b, ", \"inlined\": true");
-      hs_buf_printf(b, "}");
-      first = 0;
-    }
-  }
-  hs_buf_printf(b, "]");
 }
 
 /* ---- retention: what keeps reachable and possibly lost blocks alive ---- */
@@ -199,7 +179,7 @@ static char *read_file(const char *path, size_t *len) {
 
 static int write_json(const struct hs_report_input *in, struct rec *recs, size_t n,
                       const uint64_t sb[NKINDS], const uint64_t sn[NKINDS], uint64_t supp_bytes[NKINDS],
-                      uint64_t supp_blocks[NKINDS], struct hs_symbolizer *sym) {
+                      uint64_t supp_blocks[NKINDS], struct hs_symbolizer *sym, const int *tskip) {
   struct hs_buf b = {0};
   char exe[4096];
   ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -240,13 +220,18 @@ static int write_json(const struct hs_report_input *in, struct rec *recs, size_t
                   (unsigned long long)l->indirect_blocks);
     if (l->kind == POSSIBLE) hs_buf_printf(&b, " \"interior_offset\": %llu,", (unsigned long long)l->max_offset);
     hs_buf_printf(&b, "\n     \"stack\": ");
-    json_stack(&b, sym, l);
+    hs_json_frames(&b, sym, l->frames, l->nframes);
     hs_buf_printf(&b, ",\n     \"retained_by\": ");
     json_retainers(&b, sym, l);
     hs_buf_printf(&b, "}");
     first = 0;
   }
-  hs_buf_printf(&b, "%s],\n  \"threads\": [],\n", first ? "" : "\n  ");
+  hs_buf_printf(&b, "%s],\n  \"threads\": ", first ? "" : "\n  ");
+  if (sym && in->nthreads)
+    hs_threads_json(&b, sym, in->threads, in->nthreads, tskip);
+  else
+    hs_buf_printf(&b, "[]");
+  hs_buf_printf(&b, ",\n");
   hs_buf_printf(&b,
                 "  \"totals\": {\"allocations\": %llu, \"frees\": %llu, \"allocated_bytes\": %llu, "
                 "\"peak_bytes\": %llu, \"peak_blocks\": %llu}\n}\n",
@@ -409,7 +394,14 @@ __attribute__((visibility("default"))) int hs_report_emit(const struct hs_report
     if (!sym) hs_buf_printf(&b, "==%d== note: symbolization failed; addresses are raw\n", pid);
     hs_buf_printf(&b, "==%d== \n", pid);
   }
-  if (!in->quiet || out->shown_blocks) {
+  int *tskip = calloc(in->nthreads + 1, sizeof *tskip);
+  size_t tshown = 0;
+  for (size_t i = 0; sym && tskip && i < in->nthreads; i++) {
+    tskip[i] = hs_thread_suppressed(sym, &supp, &in->threads[i]);
+    tshown += !tskip[i];
+  }
+  if (sym && tskip && tshown) hs_threads_text(&b, sym, in->threads, in->nthreads, tskip, pid);
+  if (!in->quiet || out->shown_blocks || tshown) {
     const char *p = b.s;
     size_t left = b.len;
     while (left) {
@@ -421,9 +413,10 @@ __attribute__((visibility("default"))) int hs_report_emit(const struct hs_report
     }
   }
   hs_buf_free(&b);
-  if (in->report_path && write_json(in, recs, in->nleaks, sb, sn, xb, xn, sym)) out->error = 1;
+  if (in->report_path && write_json(in, recs, in->nleaks, sb, sn, xb, xn, sym, tskip)) out->error = 1;
   if (in->output_dir && write_profiles(in, recs, sym)) out->error = 1;
   free(recs);
+  free(tskip);
   hs_supp_free(&supp);
   hs_sym_close(sym);
   return 0;

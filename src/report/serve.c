@@ -26,6 +26,7 @@
 #include "buf.h"
 #include "pprof.h"
 #include "symbolize.h"
+#include "threads.h"
 
 static const struct hs_agent_api *api;
 static struct MHD_Daemon *daemon_;
@@ -148,23 +149,91 @@ static enum MHD_Result heap(struct MHD_Connection *c, int kind) {
   return r;
 }
 
-static enum MHD_Result goroutine(struct MHD_Connection *c) {
+/* goroutine: one sample per distinct current stack (per name and state),
+ * ?debug=1 grouped text as Go, ?debug=2 a per-thread dump. threadcreate:
+ * the stacks that created the threads. */
+static enum MHD_Result goroutine(struct MHD_Connection *c, int create) {
   long dbg = 0;
   if (param_int(c, "debug", 0, 2, &dbg) < 0) return text(c, 400, "bad debug parameter: want 0, 1 or 2\n");
-  size_t n = api->thread_count();
-  char msg[256];
-  snprintf(msg, sizeof msg,
-           "goroutine profile: total %zu\n# threads of this process; per-thread stacks are not available "
-           "in this version of heapscope\n",
-           n);
-  if (dbg) return text(c, 200, msg);
-  /* A placeholder until the threads report: one sample, the thread count. */
-  unsigned char *gz = NULL;
-  size_t len = 0;
-  if (hs_pprof_count("goroutine", (int64_t)n, "state", "all threads (stacks not available yet)", &gz, &len))
-    return text(c, 500, "cannot encode the profile\n");
-  enum MHD_Result r = reply(c, 200, "application/octet-stream", gz, len, "goroutine");
-  free(gz);
+  struct hs_report_thread *t = NULL;
+  size_t n = api->threads(&t);
+  struct hs_symbolizer *sym = hs_sym_open_pid(getpid());
+  if (!sym) {
+    api->threads_free(t, n);
+    return text(c, 500, "cannot read this process's modules for symbols\n");
+  }
+  enum MHD_Result r;
+  const char *kind = create ? "threadcreate" : "goroutine";
+  if (dbg == 2 && !create) {
+    struct hs_buf b = {0};
+    for (size_t i = 0; i < n; i++) {
+      char wait[160];
+      hs_thread_wait(&t[i], wait, sizeof wait);
+      hs_buf_printf(&b, "thread %d \"%s\" [%s]:\n", (int)t[i].tid, t[i].name, wait);
+      hs_text_frames(&b, sym, t[i].current, t[i].ncurrent, "  ");
+      if (t[i].ncreated) {
+        hs_buf_printf(&b, "created by:\n");
+        hs_text_frames(&b, sym, t[i].created, t[i].ncreated, "  ");
+      }
+      hs_buf_printf(&b, "\n");
+    }
+    r = reply(c, 200, "text/plain; charset=utf-8", b.s ? b.s : "", b.len, NULL);
+    hs_buf_free(&b);
+  } else {
+    /* samples: by stack (current, or creation for threadcreate), name, state */
+    struct hs_prof_stack *st = calloc(n + 1, sizeof *st);
+    const char **names = calloc(n + 1, sizeof *names), **states = calloc(n + 1, sizeof *states);
+    size_t ns = 0;
+    for (size_t i = 0; st && names && states && i < n; i++) {
+      const uintptr_t *f = create ? t[i].created : t[i].current;
+      unsigned nf = create ? t[i].ncreated : t[i].ncurrent;
+      const char *state = create ? "" : hs_thread_state(&t[i]);
+      size_t k = 0;
+      for (; k < ns; k++)
+        if (st[k].nframes == nf && !memcmp(st[k].frames, f, nf * sizeof *f) && !strcmp(names[k], t[i].name) &&
+            !strcmp(states[k], state))
+          break;
+      if (k == ns) {
+        st[ns].frames = f;
+        st[ns].nframes = nf;
+        names[ns] = t[i].name;
+        states[ns] = state;
+        ns++;
+      }
+      st[k].alloc_count += 1;
+    }
+    if (dbg) {
+      struct hs_buf b = {0};
+      hs_buf_printf(&b, "%s profile: total %zu\n", kind, n);
+      for (size_t k = 0; k < ns; k++) {
+        hs_buf_printf(&b, "%.0f @", st[k].alloc_count);
+        for (unsigned f = 0; f < st[k].nframes; f++) hs_buf_printf(&b, " 0x%lx", (unsigned long)st[k].frames[f]);
+        hs_buf_printf(&b, "\n# labels: {\"thread_name\":\"%s\", \"state\":\"%s\"}\n", names[k], states[k]);
+        for (unsigned f = 0; f < st[k].nframes; f++) {
+          const struct hs_frame *fr;
+          int m = hs_sym_lookup(sym, st[k].frames[f] - 1, &fr);
+          for (int q = 0; q < m; q++)
+            hs_buf_printf(&b, "#\t0x%lx\t%s\t%s:%d\n", (unsigned long)st[k].frames[f] - 1,
+                          fr[q].function ? fr[q].function : "??", fr[q].file ? fr[q].file : "??", fr[q].line);
+        }
+        hs_buf_printf(&b, "\n");
+      }
+      r = reply(c, 200, "text/plain; charset=utf-8", b.s ? b.s : "", b.len, NULL);
+      hs_buf_free(&b);
+    } else {
+      unsigned char *gz = NULL;
+      size_t len = 0;
+      int e = st && names && states ? hs_pprof_threads(kind, st, names, states, ns, sym, &gz, &len) : 1;
+      r = e ? text(c, 500, "cannot encode the profile\n")
+            : reply(c, 200, "application/octet-stream", gz, len, kind);
+      free(gz);
+    }
+    free(st);
+    free(names);
+    free(states);
+  }
+  hs_sym_close(sym);
+  api->threads_free(t, n);
   return r;
 }
 
@@ -216,8 +285,9 @@ static const char index_html[] =
     "<table>\n"
     "<tr><td><a href='heap?debug=1'>heap</a></td><td>memory in use and allocated, by call stack</td></tr>\n"
     "<tr><td><a href='allocs?debug=1'>allocs</a></td><td>the same, alloc_space by default</td></tr>\n"
-    "<tr><td><a href='goroutine?debug=1'>goroutine</a></td><td>threads: a count only in this version "
-    "(stacks come with the threads report)</td></tr>\n"
+    "<tr><td><a href='goroutine?debug=1'>goroutine</a></td><td>stacks of all current threads "
+    "(<a href='goroutine?debug=2'>per thread</a>, with state and creation stack)</td></tr>\n"
+    "<tr><td><a href='threadcreate?debug=1'>threadcreate</a></td><td>stacks that created the current threads</td></tr>\n"
     "<tr><td><a href='cmdline'>cmdline</a></td><td>the command line</td></tr>\n"
     "<tr><td>symbol</td><td>address to function name, for pprof</td></tr>\n"
     "</table>\n<p>Use: <code>go tool pprof http://HOST:PORT/debug/pprof/heap</code>; add <code>?seconds=N</code> "
@@ -256,7 +326,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
   if (!is_get) return text(c, 405, "method not allowed\n");
   if (!strcmp(name, "heap")) return heap(c, HS_PROF_HEAP);
   if (!strcmp(name, "allocs")) return heap(c, HS_PROF_ALLOCS);
-  if (!strcmp(name, "goroutine")) return goroutine(c);
+  if (!strcmp(name, "goroutine")) return goroutine(c, 0);
+  if (!strcmp(name, "threadcreate")) return goroutine(c, 1);
   if (!strcmp(name, "cmdline")) return cmdline(c);
   return text(c, 404, "unknown profile: see /debug/pprof/\n");
 }

@@ -1,0 +1,84 @@
+#!/bin/bash
+# Leaked threads: blocked on a pipe read, a condition variable, a mutex held
+# by a thread that ended, a join that never returns, a sleep; joinable
+# threads never joined; detached threads that finish (not reported); 10,000
+# short-lived threads (nothing reported); the goleak-style API; the goroutine
+# profile over HTTP.
+set -u
+. "$(dirname "$0")/lib/common.sh"
+export HOME=${HOME:-/root}
+B=$WORK/tl
+gcc -O1 -g -pthread -I"$ROOT/include" -o "$B" "$ROOT/tests/progs/threads_leak.c" || { echo "SUITE 0 1"; exit 0; }
+
+begin "threads stuck at exit: where each is blocked and where it was created"
+T=30 with_timeout "$HS" run --report="$WORK/t.json" -- "$B" stuck >"$WORK/o" 2>"$WORK/e"
+rc=$?
+expect_eq "status" 0 "$rc"
+expect_eq "stdout" "exiting with stuck threads" "$(cat "$WORK/o")"
+j=$WORK/t.json
+row() { jq -r --arg r "$1" '.threads[] | select(.start_routine == $r) | [.state, (.wait.syscall // "-"), .count] | join(" ")' "$j"; }
+expect_eq "pipe read" "blocked read 1" "$(row pipe_reader)"
+expect_eq "condition variable" "blocked futex 1" "$(row cond_waiter)"
+expect_eq "mutex held by an ended thread" "blocked futex 1" "$(row mutex_waiter)"
+expect_eq "join of a thread that never ends" "blocked futex 1" "$(row joiner)"
+expect_eq "the thread it joins" "blocked pause 1" "$(row forever)"
+expect_eq "sleep" "blocked clock_nanosleep 1" "$(row sleeper)"
+expect_eq "joinable, ended, never joined" "exited_unjoined - 1" "$(row mutex_holder)"
+expect_eq "detached and finished threads are not reported" "" "$(row quick)"
+expect_eq "name from pthread_setname_np" "the-joiner" "$(jq -r '.threads[] | select(.start_routine == "joiner") | .name' "$j")"
+for r in pipe_reader cond_waiter mutex_waiter joiner forever sleeper; do
+  n=$(jq --arg r "$r" '[.threads[] | select(.start_routine == $r) | .current[] | select(.function == $r)] | length' "$j")
+  [ "$n" -ge 1 ] || fail "$r: its own function is not on its current stack"
+  n=$(jq --arg r "$r" '[.threads[] | select(.start_routine == $r) | .created_at[] | select(.function == "stuck" and (.file | endswith("threads_leak.c")))] | length' "$j")
+  [ "$n" -ge 1 ] || fail "$r: creation stack does not name stuck() in threads_leak.c"
+done
+expect_match "pinned stack bytes" '^[1-9][0-9]+$' "$(jq '.threads[] | select(.state == "exited_unjoined") | .stack_bytes' "$j" | head -1)"
+expect_match "text report" 'THREAD SUMMARY: 6 still running at exit, 1 exited but never joined' "$(cat "$WORK/e")"
+expect_match "text names the wait" 'blocked in read \(.*pipe_read\)' "$(cat "$WORK/e")"
+end
+
+begin "thread: suppressions by function and by thread name"
+printf 'thread:pipe_reader\nthread:the-joiner\n' >"$WORK/t.supp"
+"$HS" run --suppressions="$WORK/t.supp" --report="$WORK/ts.json" -- "$B" stuck >/dev/null 2>"$WORK/e"
+expect_eq "suppressed groups gone" "" "$(jq -r '.threads[] | select(.start_routine == "pipe_reader" or .start_routine == "joiner") | .start_routine' "$WORK/ts.json")"
+expect_eq "others stay" "blocked futex 1" "$(j=$WORK/ts.json row cond_waiter)"
+end
+
+begin "10,000 short-lived threads: nothing reported"
+T=120 with_timeout "$HS" run --report="$WORK/c.json" -- "$B" churn >"$WORK/o" 2>/dev/null
+expect_eq "status and output" "0 churned" "$? $(cat "$WORK/o")"
+expect_eq "no threads" "[]" "$(jq -c .threads "$WORK/c.json")"
+end
+
+begin "heapscope_threads_mark/check, with and without the agent"
+expect_eq "without the agent" "clean=-1 leaky=-1 released=-1" "$("$B" api 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
+out=$("$HS" run -- "$B" api 2>"$WORK/e")
+expect_eq "under the agent" "clean=0 leaky=1 released=0" "$(echo "$out" | tr '\n' ' ' | sed 's/ $//')"
+expect_match "report says where" '1 thread blocked in read.*' "$(cat "$WORK/e")"
+expect_match "report names the function" 'pipe_reader \(threads_leak.c:[0-9]+\)' "$(cat "$WORK/e")"
+end
+
+begin "HTTP: goroutine and threadcreate profiles"
+PORT=$((20000 + RANDOM % 20000))
+"$HS" run --http=127.0.0.1:$PORT -- "$B" serve 6 >/dev/null 2>"$WORK/srv.err" &
+SRV=$!
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/debug/pprof/" && break; sleep 0.1; done
+sleep 0.5
+U=http://127.0.0.1:$PORT/debug/pprof
+top=$(go tool pprof -top "$U/goroutine" 2>/dev/null)
+expect_match "go tool pprof -top goroutine" 'Type: goroutine' "$top"
+for f in pipe_reader cond_waiter mutex_waiter sleeper forever; do
+  printf '%s' "$top" | grep -q " $f\$" || fail "goroutine profile lacks $f"
+done
+go tool pprof -raw "$U/goroutine" 2>/dev/null | grep -q 'thread_name:\[the-joiner\]' || fail "no thread_name label"
+go tool pprof -raw "$U/goroutine" 2>/dev/null | grep -q 'state:\[blocked\]' || fail "no state label"
+expect_match "debug=1" '^goroutine profile: total [0-9]+' "$(curl -s "$U/goroutine?debug=1" | head -1)"
+d2=$(curl -s "$U/goroutine?debug=2")
+expect_match "debug=2 per thread" 'thread [0-9]+ "the-joiner" \[blocked in futex' "$d2"
+expect_match "debug=2 creation stack" 'created by:' "$d2"
+go tool pprof -top "$U/threadcreate" 2>/dev/null | grep -q ' stuck$' || fail "threadcreate lacks stuck"
+wait $SRV
+expect_eq "program ended normally" 0 "$?"
+end
+
+echo "SUITE $PASS $FAIL"
