@@ -37,8 +37,8 @@ CC1=$(gcc -print-prog-name=cc1)
 
 declare -a NAMES CMDS
 add() { NAMES+=("$1"); CMDS+=("$2"); }
-add "malloc/free, 1 thread, 15 deep" "$PWD/$B/mallocbench 1 2000000 15"
-add "malloc/free, 2 threads, 15 deep" "$PWD/$B/mallocbench 2 2000000 15"
+add "malloc/free, 1 thread, 15 deep" "$PWD/$B/mallocbench 1 10000000 15"
+add "malloc/free, 2 threads, 15 deep" "$PWD/$B/mallocbench 2 10000000 15"
 add "sqlite3, 800k rows + 2 indexes" "sqlite3 -batch -init $PWD/$B/sqlite.sql $PWD/$B/db.sqlite .quit"
 add "python3 (PYTHONMALLOC=malloc)" "/usr/bin/python3 $PWD/$B/work.py"
 add "cc1 on a 1500-function file" "$CC1 -quiet -O1 $PWD/$B/big.c -o /dev/null"
@@ -49,15 +49,15 @@ for i in "${!NAMES[@]}"; do
   name=${NAMES[$i]}
   cmd=${CMDS[$i]}
   prep="rm -f $PWD/$B/db.sqlite"
+  # python3 allocates through malloc only with PYTHONMALLOC=malloc; set in the
+  # environment, not with env(1), so that every tool sees python3 itself.
+  case "$name" in python3*) export PYTHONMALLOC=malloc ;; *) unset PYTHONMALLOC ;; esac
   # allocations made, from heapscope's own report
   sh -c "$prep"
   $HS run --leak-check=summary --report=$B/count.json -- $cmd >/dev/null 2>&1 || true
   allocs=$(python3 -c "import json;print(json.load(open('$B/count.json'))['totals']['allocations'])" 2>/dev/null || echo 0)
   vruns=$RUNS
   case "$name" in sqlite3*|python3*|cc1*) vruns=1 ;; esac
-  # python3 allocates through malloc only with PYTHONMALLOC=malloc; set in the
-  # environment, not with env(1), so that every tool sees python3 itself.
-  case "$name" in python3*) export PYTHONMALLOC=malloc ;; *) unset PYTHONMALLOC ;; esac
   JE=$(ls /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 2>/dev/null || true)
   hyperfine -N --prepare "$prep" -w 1 -r "$RUNS" --export-json $B/h.json \
     -n alone "$cmd" \
@@ -87,6 +87,12 @@ print("\t".join([name, str(allocs)] + [f"{t.get(k, float('nan')):.4f}" for k in
 PY
 done
 
+# Thread churn: 10,000 short-lived threads, created and joined one by one.
+gcc -O2 -g -pthread -Iinclude -o $B/threads_leak tests/progs/threads_leak.c
+hyperfine -N -w 1 -r "$RUNS" --export-json $B/t.json \
+  -n alone "$B/threads_leak churn" \
+  -n heapscope "$HS run -- $B/threads_leak churn" >/dev/null 2>&1
+
 # Memory: the agent's footprint against the program's own peak RSS.
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 m_alone=$(rss $B/exitcheck 2000000)
@@ -99,7 +105,7 @@ hyperfine -N -w 1 -r 3 --export-json $B/x.json \
   -n "lsan, no check" "env ASAN_OPTIONS=detect_leaks=0 LSAN_OPTIONS=detect_leaks=0 $B/exitcheck.lsan" \
   -n "lsan, check" "$B/exitcheck.lsan" >/dev/null 2>&1
 
-python3 - "$results" "$m_alone" "$m_hs" $B/x.json <<'PY' | tee bench/results.md
+python3 - "$results" "$m_alone" "$m_hs" $B/x.json $B/t.json <<'PY' | tee bench/results.md
 import json, sys, datetime
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 print(f"# heapscope benchmark ({datetime.date.today()}, `make bench`)\n")
@@ -127,6 +133,9 @@ print(f"Exit check, 8 million blocks (1 GiB) reachable through one global list: 
       f"{x['heapscope, check'] - x['heapscope, no check']:.2f} s, LeakSanitizer "
       f"{x['lsan, check'] - x['lsan, no check']:.2f} s (each: run with the check minus run without).\n")
 ma, mh = int(sys.argv[2]), int(sys.argv[3])
+t = {r["command"]: r["mean"] for r in json.load(open(sys.argv[5]))["results"]}
+print(f"Thread churn, 10,000 threads created and joined: alone {t['alone']:.3f} s, under heapscope "
+      f"{t['heapscope']:.3f} s ({t['heapscope']/t['alone']:.2f}x).\n")
 print(f"Peak RSS with 2 million live blocks of 128 bytes: alone {ma/1024:.0f} MiB, under heapscope {mh/1024:.0f} MiB "
       f"(agent adds {(mh-ma)/ma:.2f}x of the program's own peak).")
 PY

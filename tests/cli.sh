@@ -139,6 +139,13 @@ for f in "$WORK"/sh.json.*; do
 done
 end
 
+begin "make install PREFIX=...: the installed tool finds its agent"
+make -s -C "$ROOT" install PREFIX="$WORK/inst" BUILD="$BUILD" >/dev/null 2>&1 || fail "make install failed"
+"$WORK/inst/bin/heapscope" run --report="$WORK/inst.json" -- "$P" out >/dev/null 2>&1
+expect_eq "installed run works" 123 "$(jq .summary.definitely_lost.bytes "$WORK/inst.json" 2>/dev/null)"
+[ -f "$WORK/inst/include/heapscope.h" ] || fail "header not installed"
+end
+
 begin "in-program API with and without the agent"
 gcc -O1 -g -I"$ROOT/include" -o "$WORK/api" "$ROOT/tests/progs/api.c" || fail "api.c does not build"
 expect_eq "without the agent" "active=0 ignore=-1 ignore_bad=-1 check=-1" "$("$WORK/api" | tr '\n' ' ' | sed 's/ $//')"

@@ -355,24 +355,28 @@ static void on_fault(int sig, siginfo_t *si, void *uc) {
   siglongjmp(fault_jmp, 1);
 }
 
-/* Scans [start, end) word by word. Faults (a file mapping past its end, a
- * page unmapped meanwhile) skip the page. */
+static inline void scan_words(uintptr_t p, uintptr_t end, int prior_definite, long leader) {
+  for (; p < end; p += 8) {
+    uintptr_t v = *(const uintptr_t *)p;
+    if (v - C.lo >= C.hi - C.lo) continue;
+    if (leader < 0)
+      mark_ptr(v, prior_definite, p);
+    else
+      clique_ptr(v, leader);
+  }
+}
+
+/* Scans a root range word by word. Faults (a file mapping past its end, a
+ * page unmapped meanwhile) skip the page. The handler runs with SA_NODEFER,
+ * so the jump needs no signal mask restored (and sigsetjmp makes no system
+ * call). */
 static void scan_range(uintptr_t start, uintptr_t end, int prior_definite, long leader) {
   volatile uintptr_t p = (start + 7) & ~(uintptr_t)7;
   end &= ~(uintptr_t)7;
-  if (sigsetjmp(fault_jmp, 1)) p = (fault_addr & ~(uintptr_t)4095) + 4096;
-  while (p < end) {
-    uintptr_t q = p, e = end;
-    for (; q < e; q += 8) {
-      uintptr_t v = *(const uintptr_t *)q;
-      if (v - C.lo >= C.hi - C.lo) continue;
-      if (leader < 0)
-        mark_ptr(v, prior_definite, q);
-      else
-        clique_ptr(v, leader);
-    }
+  if (sigsetjmp(fault_jmp, 0)) p = (fault_addr & ~(uintptr_t)4095) + 4096;
+  if (p < end) {
     C.scanned += end - p;
-    p = end;
+    scan_words(p, end, prior_definite, leader);
   }
 }
 
@@ -381,9 +385,10 @@ static void drain(long leader) {
     long i = C.stack[--C.sp];
     C.b[i].flags &= (uint8_t)~F_PENDING;
     C.parent = i;
-    /* Blocks are process memory: a fault here would be the program's own
-     * corruption; scan_range still protects us. */
-    scan_range(C.b[i].addr, C.b[i].addr + C.b[i].size, C.b[i].state != POSSIBLE, leader);
+    /* A live block is mapped memory: no fault handling needed. */
+    uintptr_t s = (C.b[i].addr + 7) & ~(uintptr_t)7, e = (C.b[i].addr + C.b[i].size) & ~(uintptr_t)7;
+    C.scanned += e > s ? e - s : 0;
+    scan_words(s, e, C.b[i].state != POSSIBLE, leader);
   }
   C.parent = -1;
 }
@@ -506,12 +511,18 @@ static int kind_of(uint8_t state) {
   }
 }
 
+/* One record per (stack id, kind): stack ids are dense (the depot hands
+ * them out in order), so a direct index finds the record. */
 static int group(struct hs_leak_result *res) {
-  size_t cap = 1024;
-  while (cap < C.n * 2 + 16 && cap < (1ul << 30)) cap <<= 1;
-  uint32_t *h = hs_mmap(cap * sizeof *h); /* index+1 into records */
-  struct hs_leak_record *rec = hs_mmap((C.n + 1) * sizeof *rec);
-  if (!h || !rec) return -1;
+  size_t nst = (size_t)hs_depot_count() + 1;
+  uint32_t *idx = hs_mmap(nst * HS_NKINDS * sizeof *idx); /* record index + 1 */
+  size_t cap = nst * HS_NKINDS < C.n + 1 ? nst * HS_NKINDS : C.n + 1;
+  struct hs_leak_record *rec = hs_mmap(cap * sizeof *rec);
+  if (!idx || !rec) {
+    if (idx) hs_munmap(idx, nst * HS_NKINDS * sizeof *idx);
+    if (rec) hs_munmap(rec, cap * sizeof *rec);
+    return -1;
+  }
   size_t nrec = 0;
   for (size_t i = 0; i < C.n; i++) {
     const struct blk *b = &C.b[i];
@@ -519,16 +530,15 @@ static int group(struct hs_leak_result *res) {
     int k = kind_of(b->state);
     res->bytes[k] += b->size;
     res->blocks[k]++;
-    uint64_t key = ((uint64_t)b->stack << 2) | (uint64_t)k;
-    size_t s = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
-    while (h[s] && (((uint64_t)rec[h[s] - 1].stack << 2) | rec[h[s] - 1].kind) != key) s = (s + 1) & (cap - 1);
-    if (!h[s]) {
-      h[s] = (uint32_t)++nrec;
+    size_t key = (b->stack < nst ? b->stack : 0) * HS_NKINDS + (size_t)k;
+    if (!idx[key]) {
+      if (nrec == cap) continue;
+      idx[key] = (uint32_t)++nrec;
       rec[nrec - 1].stack = b->stack;
       rec[nrec - 1].kind = (uint8_t)k;
       rec[nrec - 1].first_addr = b->addr;
     }
-    struct hs_leak_record *r = &rec[h[s] - 1];
+    struct hs_leak_record *r = &rec[idx[key] - 1];
     r->bytes += b->size;
     r->blocks++;
     if (k == HS_DEFINITE) {
@@ -550,10 +560,10 @@ static int group(struct hs_leak_result *res) {
       }
     }
   }
-  hs_munmap(h, cap * sizeof *h);
+  hs_munmap(idx, nst * HS_NKINDS * sizeof *idx);
   res->records = rec;
   res->nrecords = nrec;
-  res->records_cap = C.n + 1;
+  res->records_cap = cap;
   return 0;
 }
 

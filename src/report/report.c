@@ -58,29 +58,10 @@ static int cmp_size_asc(const void *a, const void *b) {
   return 0;
 }
 
-/* Like valgrind, the text stops at main: what runs below it is libc's. The
- * JSON keeps every frame. */
-static int is_main(const struct hs_frame *f) { return f->function && !strcmp(f->function, "main"); }
-
 static void text_stack(struct hs_buf *b, struct hs_symbolizer *sym, const struct hs_report_leak *l, int pid) {
-  int first = 1, below_main = 0;
-  for (unsigned i = 0; i < l->nframes && !below_main; i++) {
-    const struct hs_frame *f;
-    int n = hs_sym_lookup(sym, l->frames[i] - 1, &f);
-    for (int j = 0; j < n; j++) {
-      hs_buf_printf(b, "==%d==    %s 0x%lX: %s", pid, first ? "at" : "by", (unsigned long)f[j].addr,
-                    f[j].function ? f[j].function : "???");
-      if (f[j].file)
-        hs_buf_printf(b, " (%s:%d)\n", hs_basename(f[j].file), f[j].line);
-      else if (f[j].module)
-        hs_buf_printf(b, " (in %s)\n", f[j].module);
-      else
-        hs_buf_printf(b, "\n");
-      first = 0;
-      if (is_main(&f[j])) below_main = 1;
-    }
-  }
-  if (first) hs_buf_printf(b, "==%d==    (no stack)\n", pid);
+  char pfx[32];
+  snprintf(pfx, sizeof pfx, "==%d==    ", pid);
+  hs_text_frames(b, sym, l->frames, l->nframes, pfx, 1, "(no stack)");
 }
 
 /* ---- retention: what keeps reachable and possibly lost blocks alive ---- */

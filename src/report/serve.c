@@ -170,10 +170,10 @@ static enum MHD_Result goroutine(struct MHD_Connection *c, int create) {
       char wait[160];
       hs_thread_wait(&t[i], wait, sizeof wait);
       hs_buf_printf(&b, "thread %d \"%s\" [%s]:\n", (int)t[i].tid, t[i].name, wait);
-      hs_text_frames(&b, sym, t[i].current, t[i].ncurrent, "  ");
+      hs_text_frames(&b, sym, t[i].current, t[i].ncurrent, "  ", 0, "(stack not available)");
       if (t[i].ncreated) {
         hs_buf_printf(&b, "created by:\n");
-        hs_text_frames(&b, sym, t[i].created, t[i].ncreated, "  ");
+        hs_text_frames(&b, sym, t[i].created, t[i].ncreated, "  ", 1, "(unknown)");
       }
       hs_buf_printf(&b, "\n");
     }

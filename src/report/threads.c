@@ -113,9 +113,12 @@ size_t hs_thread_groups(const struct hs_report_thread *t, size_t n, const int *s
   return g;
 }
 
-void hs_text_frames(struct hs_buf *b, struct hs_symbolizer *sym, const uintptr_t *f, unsigned n, const char *prefix) {
-  int first = 1;
-  for (unsigned i = 0; i < n; i++) {
+/* Like valgrind, with stop_at_main the text ends at main: what runs below it
+ * is libc's. The JSON always keeps every frame. */
+void hs_text_frames(struct hs_buf *b, struct hs_symbolizer *sym, const uintptr_t *f, unsigned n, const char *prefix,
+                    int stop_at_main, const char *if_empty) {
+  int first = 1, below_main = 0;
+  for (unsigned i = 0; i < n && !below_main; i++) {
     const struct hs_frame *fr;
     int k = hs_sym_lookup(sym, f[i] - 1, &fr);
     for (int j = 0; j < k; j++) {
@@ -128,9 +131,10 @@ void hs_text_frames(struct hs_buf *b, struct hs_symbolizer *sym, const uintptr_t
       else
         hs_buf_printf(b, "\n");
       first = 0;
+      if (stop_at_main && fr[j].function && !strcmp(fr[j].function, "main")) below_main = 1;
     }
   }
-  if (first) hs_buf_printf(b, "%s(stack not available: the thread did not answer)\n", prefix);
+  if (first) hs_buf_printf(b, "%s%s\n", prefix, if_empty);
 }
 
 void hs_json_frames(struct hs_buf *b, struct hs_symbolizer *sym, const uintptr_t *f, unsigned n) {
@@ -194,10 +198,11 @@ void hs_threads_text(struct hs_buf *b, struct hs_symbolizer *sym, const struct h
     for (size_t i = 0; i < n && shown < 8; i++)
       if (of[i] == k) hs_buf_printf(b, "%s%d \"%s\"", shown++ ? ", " : "", (int)t[i].tid, t[i].name);
     hs_buf_printf(b, "%s\n", cnt > 8 ? ", ..." : "");
-    if (!x->exited_unjoined) hs_text_frames(b, sym, x->current, x->ncurrent, pfx);
+    if (!x->exited_unjoined)
+      hs_text_frames(b, sym, x->current, x->ncurrent, pfx, 0, "(stack not available: the thread did not answer)");
     const char *r = routine_name(sym, x->start_routine);
     hs_buf_printf(b, "==%d==  created%s%s at:\n", pid, r ? " with start routine " : "", r ? r : "");
-    hs_text_frames(b, sym, x->created, x->ncreated, pfx);
+    hs_text_frames(b, sym, x->created, x->ncreated, pfx, 1, "(unknown)");
     hs_buf_printf(b, "==%d== \n", pid);
   }
   hs_buf_printf(b, "==%d== THREAD SUMMARY: %zu still running at exit, %zu exited but never joined", pid, alive,
