@@ -72,14 +72,19 @@ static size_t page_round(size_t n) {
   return (n + pg - 1) & ~(pg - 1);
 }
 
-void *hs_mmap(size_t size) {
+static void *map(size_t size, int flags) {
   size = page_round(size);
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
   if (p == MAP_FAILED) return NULL;
   add_range((uintptr_t)p, (uintptr_t)p + size);
   return p;
 }
+
+void *hs_mmap(size_t size) { return map(size, MAP_NORESERVE); }
+
+/* For arrays that will be written whole at once: one system call faults
+ * every page in (page by page, faults are dear, in a VM above all). */
+void *hs_mmap_populated(size_t size) { return map(size, MAP_POPULATE); }
 
 void hs_register_own_range(uintptr_t start, uintptr_t end) { add_range(start, end); }
 

@@ -96,6 +96,7 @@ void hs_write_all(int fd, const char *buf, size_t len);
 
 /* ---- arena.c: the agent's own memory, never from malloc --------------- */
 void *hs_mmap(size_t size);             /* zeroed, page-granular, registered */
+void *hs_mmap_populated(size_t size);   /* the same, every page faulted in now */
 void hs_munmap(void *p, size_t size);
 void *hs_alloc(size_t size);            /* bump allocation, never freed; 16-aligned */
 char *hs_strdup(const char *s);

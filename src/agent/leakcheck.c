@@ -81,31 +81,44 @@ static void collect(uintptr_t addr, uint64_t meta, void *arg) {
   b->ignored = (meta & HS_META_IGNORED) != 0;
 }
 
-/* LSD radix sort on the address, 16 bits at a time (addresses are < 2^48). */
+/* LSD radix sort on the address, relative to the lowest one and in units
+ * of 16 bytes (malloc's alignment), 11 bits a pass: as many passes as the
+ * span of addresses needs, and 2048 buckets, few enough that the scattered
+ * writes of a pass stay within the TLB's reach. */
 static int sort_blocks(void) {
-  struct blk *tmp = hs_mmap(C.n * sizeof *tmp);
-  size_t *cnt = hs_mmap(65536 * sizeof *cnt);
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  for (size_t i = 0; i < C.n; i++) {
+    if (C.b[i].addr < lo) lo = C.b[i].addr;
+    if (C.b[i].addr > hi) hi = C.b[i].addr;
+  }
+  uint64_t span = (uint64_t)(hi - lo) >> 4;
+  int bits = span ? 64 - __builtin_clzll(span) : 1;
+  struct blk *tmp = hs_mmap_populated(C.n * sizeof *tmp);
+  size_t *cnt = hs_mmap(2048 * sizeof *cnt);
   if (!tmp || !cnt) return -1;
   struct blk *src = C.b, *dst = tmp;
-  for (int shift = 0; shift < 48; shift += 16) {
-    memset(cnt, 0, 65536 * sizeof *cnt);
-    for (size_t i = 0; i < C.n; i++) cnt[(src[i].addr >> shift) & 0xffff]++;
+  for (int shift = 0; shift < bits; shift += 11) {
+    memset(cnt, 0, 2048 * sizeof *cnt);
+    for (size_t i = 0; i < C.n; i++) cnt[((src[i].addr - lo) >> (4 + shift)) & 2047]++;
     size_t sum = 0;
-    for (size_t k = 0; k < 65536; k++) {
+    for (size_t k = 0; k < 2048; k++) {
       size_t c = cnt[k];
       cnt[k] = sum;
       sum += c;
     }
-    for (size_t i = 0; i < C.n; i++) dst[cnt[(src[i].addr >> shift) & 0xffff]++] = src[i];
+    for (size_t i = 0; i < C.n; i++) dst[cnt[((src[i].addr - lo) >> (4 + shift)) & 2047]++] = src[i];
     struct blk *t = src;
     src = dst;
     dst = t;
   }
-  /* Three passes: the sorted data is in tmp. */
-  hs_munmap(C.b, C.cap * sizeof *C.b);
+  /* src holds the sorted blocks; dst is the other array */
+  if (dst == C.b)
+    hs_munmap(C.b, C.cap * sizeof *C.b);
+  else
+    hs_munmap(tmp, C.n * sizeof *tmp);
   C.b = src;
   C.cap = C.n;
-  hs_munmap(cnt, 65536 * sizeof *cnt);
+  hs_munmap(cnt, 2048 * sizeof *cnt);
   return 0;
 }
 
@@ -597,7 +610,7 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp) {
   res->nthreads = nth + 1;
 
   C.cap = hs_table_count() + 1;
-  C.b = hs_mmap(C.cap * sizeof *C.b);
+  C.b = hs_mmap_populated(C.cap * sizeof *C.b);
   struct sigaction fa, old_segv, old_bus;
   memset(&fa, 0, sizeof fa);
   fa.sa_sigaction = on_fault;
