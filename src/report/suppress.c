@@ -12,6 +12,9 @@
  * the thread descriptor: valgrind counts it as possibly lost. */
 static const char *const default_patterns[] = {
     "_dl_allocate_tls",
+    /* glibc's dynamic TLS blocks (__tls_get_addr), which also appear when a
+     * library the agent loaded runs its destructor at exit */
+    "tls_get_addr_tail",
 };
 
 void hs_supp_add(struct hs_supp_list *l, const char *pattern, const char *source, int is_thread) {
