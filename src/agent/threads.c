@@ -261,14 +261,14 @@ void hs_threads_init(void) {
 void hs_threads_after_fork_child(void) {
   /* Only the forking thread exists in the child; the other stacks are
    * still mapped but hold no live frames, and nobody will join them. */
-  pid_t me = gettid_raw();
+  /* (The forking thread's own record goes too: its tid changed, and its
+   * stack is scanned from its stack pointer like any running thread's.) */
   for (struct hs_thread *t = threads; t; t = t->next)
-    if (t->alive && t->tid != me) {
+    if (t->alive) {
       t->alive = 0;
       t->final_sp = t->stack_hi;
       t->detached = 1;
-    } else if (t->tid == me) {
-      t->tid = gettid_raw();
+      ndead++;
     }
 }
 
