@@ -13,6 +13,7 @@
 #include "hs.h"
 
 struct hs_real hs_real;
+int hs_sample_fast;
 HS_TLS int hs_in_agent;
 atomic_int hs_active;
 struct hs_totals hs_totals;
@@ -240,7 +241,7 @@ static inline void on_free(void *p) {
 
 /* ---- the C allocator ---------------------------------------------------- */
 
-HS_EXPORT void *malloc(size_t size) {
+static HS_COLD void *malloc_slow(size_t size) {
   ENSURE_REAL();
   if (HS_UNLIKELY(!hs_real.malloc)) return bootstrap_alloc(size);
   void *p = hs_real.malloc(size);
@@ -248,11 +249,29 @@ HS_EXPORT void *malloc(size_t size) {
   return p;
 }
 
-HS_EXPORT void free(void *p) {
+/* Sample mode's fast paths decide before calling the real allocator, so
+ * that the call is a tail call: no frame of our own, nothing after it. The
+ * countdown moves first; malloc_slow then samples (on_alloc sees it at or
+ * below zero). */
+HS_EXPORT void *malloc(size_t size) {
+  if (HS_LIKELY(hs_sample_fast)) {
+    if (HS_LIKELY((hs_until_sample -= (long)size) > 0)) return hs_real.malloc(size);
+    hs_until_sample += (long)size; /* on_alloc counts it again */
+  }
+  return malloc_slow(size);
+}
+
+static HS_COLD void free_slow(void *p) {
   if (!p || HS_UNLIKELY(is_bootstrap(p))) return;
   ENSURE_REAL();
   on_free(p);
   hs_real.free(p);
+}
+
+HS_EXPORT void free(void *p) {
+  if (HS_LIKELY(hs_sample_fast) && !is_bootstrap(p) && HS_LIKELY(!hs_sampled_filter[hs_filter_slot((uintptr_t)p)]))
+    return hs_real.free(p); /* free(NULL) included */
+  free_slow(p);
 }
 
 HS_EXPORT void *calloc(size_t n, size_t size) {

@@ -196,6 +196,9 @@ extern atomic_int hs_active;
 /* Set while the leak check holds every table lock: the agent's own
  * allocations then go unrecorded (the table is locked). */
 extern int hs_checking;
+/* Sample mode is on and tracking is active: malloc and free take their
+ * inline fast paths. Cleared before tracking stops. */
+extern int hs_sample_fast;
 /* Flushed parts of the per-thread counters (hooks.c). */
 struct hs_totals {
   atomic_long cur_bytes, cur_blocks, peak_bytes, peak_blocks;
