@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export WORK PASS FAIL
 total_pass=0
 total_fail=0
-for suite in tests/unit.sh tests/corpus.sh tests/cli.sh tests/programs.sh tests/profiles.sh tests/threads.sh; do
+for suite in tests/unit.sh tests/corpus.sh tests/cli.sh tests/programs.sh tests/profiles.sh tests/threads.sh tests/fuzz.sh; do
   echo "== $suite"
   out=$(mktemp)
   PASS=0 FAIL=0 bash "$suite" | tee "$out"

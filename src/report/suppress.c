@@ -37,17 +37,23 @@ void hs_supp_add_defaults(struct hs_supp_list *l) {
     hs_supp_add(l, default_patterns[i], "default", 0);
 }
 
-int hs_supp_load(struct hs_supp_list *l, const char *path, char *err, size_t errlen) {
-  FILE *f = fopen(path, "r");
-  if (!f) {
-    snprintf(err, errlen, "cannot read suppression file %s: %s", path, strerror(errno));
-    return -1;
-  }
-  char *line = NULL;
-  size_t cap = 0;
+int hs_supp_parse(struct hs_supp_list *l, const char *text, size_t len, const char *path, char *err,
+                  size_t errlen) {
   int lineno = 0, rc = 0;
-  while (getline(&line, &cap, f) >= 0) {
+  for (size_t off = 0; off < len && !rc;) {
+    size_t n0 = 0;
+    while (off + n0 < len && text[off + n0] != '\n') n0++;
+    char line[4096];
+    size_t keep = n0 < sizeof line - 1 ? n0 : sizeof line - 1;
+    memcpy(line, text + off, keep);
+    line[keep] = 0;
+    off += n0 + 1;
     lineno++;
+    if (memchr(line, 0, keep)) {
+      snprintf(err, errlen, "%s:%d: a NUL byte — this is not a text file", path, lineno);
+      rc = -1;
+      break;
+    }
     char *s = line;
     while (*s == ' ' || *s == '\t') s++;
     size_t n = strlen(s);
@@ -66,8 +72,39 @@ int hs_supp_load(struct hs_supp_list *l, const char *path, char *err, size_t err
       break;
     }
   }
-  free(line);
+  return rc;
+}
+
+int hs_supp_load(struct hs_supp_list *l, const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "cannot read suppression file %s: %s", path, strerror(errno));
+    return -1;
+  }
+  size_t cap = 4096, len = 0;
+  char *text = malloc(cap);
+  size_t n;
+  while (text && (n = fread(text + len, 1, cap - len, f)) > 0) {
+    len += n;
+    if (len == cap) {
+      char *t = realloc(text, cap *= 2);
+      if (!t) {
+        free(text);
+        text = NULL;
+      } else {
+        text = t;
+      }
+    }
+  }
+  int bad = ferror(f);
   fclose(f);
+  if (!text || bad) {
+    free(text);
+    snprintf(err, errlen, "cannot read suppression file %s", path);
+    return -1;
+  }
+  int rc = hs_supp_parse(l, text, len, path, err, errlen);
+  free(text);
   return rc;
 }
 
@@ -81,21 +118,27 @@ int hs_supp_load_list(struct hs_supp_list *l, const char *paths, char *err, size
   return rc;
 }
 
-/* '*' wildcard match of pattern p against all of s. */
+/* '*' wildcard match of pattern [p, pe) against all of [s, se): the
+ * classic greedy match that backtracks only to the last star, O(|p|·|s|)
+ * at worst (no exponential blow-up on patterns like "*a*a*a*b"). */
 static int glob(const char *p, const char *pe, const char *s, const char *se) {
-  while (p < pe) {
-    if (*p == '*') {
-      while (p < pe && *p == '*') p++;
-      if (p == pe) return 1;
-      for (const char *t = s; t <= se; t++)
-        if (glob(p, pe, t, se)) return 1;
+  const char *star = NULL, *mark = NULL;
+  while (s < se) {
+    if (p < pe && *p == '*') {
+      star = ++p;
+      mark = s;
+    } else if (p < pe && *p == *s) {
+      p++;
+      s++;
+    } else if (star) {
+      p = star;
+      s = ++mark;
+    } else {
       return 0;
     }
-    if (s == se || *p != *s) return 0;
-    p++;
-    s++;
   }
-  return s == se;
+  while (p < pe && *p == '*') p++;
+  return p == pe;
 }
 
 int hs_supp_match(const char *pattern, const char *s) {

@@ -19,6 +19,9 @@ struct hs_supp_list {
 
 /* Loads one file. Returns 0, or -1 with a one-line message in err. */
 int hs_supp_load(struct hs_supp_list *l, const char *path, char *err, size_t errlen);
+/* Parses suppression text (what hs_supp_load reads); path names it in errors. */
+int hs_supp_parse(struct hs_supp_list *l, const char *text, size_t len, const char *path, char *err,
+                  size_t errlen);
 /* Loads every file of a ':'-separated list. */
 int hs_supp_load_list(struct hs_supp_list *l, const char *paths, char *err, size_t errlen);
 void hs_supp_add(struct hs_supp_list *l, const char *pattern, const char *source, int is_thread);
