@@ -23,15 +23,19 @@
 int hs_checking;
 
 enum { UNREACHED = 0, POSSIBLE, REACHABLE, INDIRECT };
-#define F_PENDING 1
-#define F_LEADER 2
+#define F_PENDING 4 /* in st[], above the two bits of state */
 
+/* A block as the table holds it, 16 bytes: the check's arrays are as small
+ * as they can be, because fresh memory is what the check mostly pays for. */
 struct blk {
   uintptr_t addr;
-  uint64_t size;
-  uint32_t stack;
-  uint8_t state, flags, ignored, pad;
+  uint64_t meta; /* size, stack id, ignored: see hs_meta */
 };
+#define BSIZE(b) hs_meta_size((b)->meta)
+#define BSTACK(b) hs_meta_stack((b)->meta)
+#define BIGNORED(b) (((b)->meta & HS_META_IGNORED) != 0)
+#define STATE(i) (C.st[i] & 3)
+#define SET_STATE(i, s) (C.st[i] = (uint8_t)((C.st[i] & ~3) | (s)))
 
 struct root {
   uintptr_t where;
@@ -46,6 +50,7 @@ struct map {
 
 static struct {
   struct blk *b;
+  uint8_t *st; /* per block: state (2 bits), F_PENDING */
   size_t n, cap;
   uintptr_t lo, hi;           /* [lowest block start, highest block end) */
   uint64_t *pg_key;           /* page hash: key = page number + 1 */
@@ -74,51 +79,56 @@ static void collect(uintptr_t addr, uint64_t meta, void *arg) {
   if (C.n >= C.cap) return;
   struct blk *b = &C.b[C.n++];
   b->addr = addr;
-  b->size = hs_meta_size(meta);
-  b->stack = hs_meta_stack(meta);
-  b->state = UNREACHED;
-  b->flags = 0;
-  b->ignored = (meta & HS_META_IGNORED) != 0;
+  b->meta = meta;
 }
 
-/* LSD radix sort on the address, relative to the lowest one and in units
- * of 16 bytes (malloc's alignment), 11 bits a pass: as many passes as the
- * span of addresses needs, and 2048 buckets, few enough that the scattered
- * writes of a pass stay within the TLB's reach. */
+/* In-place MSD radix sort (American flag sort) on the address relative to
+ * the lowest one, 8 bits a digit from the top: no second array. */
+static void flag_sort(struct blk *a, size_t n, uintptr_t lo, int shift) {
+  if (n < 32 || shift < 0) {
+    for (size_t i = 1; i < n; i++) {
+      struct blk x = a[i];
+      size_t j = i;
+      for (; j > 0 && a[j - 1].addr > x.addr; j--) a[j] = a[j - 1];
+      a[j] = x;
+    }
+    return;
+  }
+  size_t count[256] = {0}, start[256], next[256];
+  for (size_t i = 0; i < n; i++) count[((a[i].addr - lo) >> shift) & 255]++;
+  size_t sum = 0;
+  for (int d = 0; d < 256; d++) {
+    start[d] = next[d] = sum;
+    sum += count[d];
+  }
+  for (int d = 0; d < 256; d++) {
+    size_t end = start[d] + count[d];
+    while (next[d] < end) {
+      struct blk x = a[next[d]];
+      int k = (int)(((x.addr - lo) >> shift) & 255);
+      while (k != d) { /* cycle the element to its bucket */
+        struct blk y = a[next[k]];
+        a[next[k]++] = x;
+        x = y;
+        k = (int)(((x.addr - lo) >> shift) & 255);
+      }
+      a[next[d]++] = x;
+    }
+  }
+  for (int d = 0; d < 256; d++)
+    if (count[d] > 1) flag_sort(a + start[d], count[d], lo, shift - 8);
+}
+
 static int sort_blocks(void) {
   uintptr_t lo = UINTPTR_MAX, hi = 0;
   for (size_t i = 0; i < C.n; i++) {
     if (C.b[i].addr < lo) lo = C.b[i].addr;
     if (C.b[i].addr > hi) hi = C.b[i].addr;
   }
-  uint64_t span = (uint64_t)(hi - lo) >> 4;
+  uint64_t span = (uint64_t)(hi - lo);
   int bits = span ? 64 - __builtin_clzll(span) : 1;
-  struct blk *tmp = hs_mmap_populated(C.n * sizeof *tmp);
-  size_t *cnt = hs_mmap(2048 * sizeof *cnt);
-  if (!tmp || !cnt) return -1;
-  struct blk *src = C.b, *dst = tmp;
-  for (int shift = 0; shift < bits; shift += 11) {
-    memset(cnt, 0, 2048 * sizeof *cnt);
-    for (size_t i = 0; i < C.n; i++) cnt[((src[i].addr - lo) >> (4 + shift)) & 2047]++;
-    size_t sum = 0;
-    for (size_t k = 0; k < 2048; k++) {
-      size_t c = cnt[k];
-      cnt[k] = sum;
-      sum += c;
-    }
-    for (size_t i = 0; i < C.n; i++) dst[cnt[((src[i].addr - lo) >> (4 + shift)) & 2047]++] = src[i];
-    struct blk *t = src;
-    src = dst;
-    dst = t;
-  }
-  /* src holds the sorted blocks; dst is the other array */
-  if (dst == C.b)
-    hs_munmap(C.b, C.cap * sizeof *C.b);
-  else
-    hs_munmap(tmp, C.n * sizeof *tmp);
-  C.b = src;
-  C.cap = C.n;
-  hs_munmap(cnt, 2048 * sizeof *cnt);
+  int top = bits > 8 ? ((bits - 8 + 7) / 8) * 8 : 0; /* shift of the most significant digit */
+  flag_sort(C.b, C.n, lo, top);
   return 0;
 }
 
@@ -187,7 +197,8 @@ static inline long find_block(uintptr_t v) {
   }
   if (cand < 0) return -1;
   const struct blk *b = &C.b[cand];
-  if (v - b->addr < b->size || (b->size == 0 && v == b->addr)) return cand;
+  size_t size = BSIZE(b);
+  if (v - b->addr < size || (size == 0 && v == b->addr)) return cand;
   return -1;
 }
 
@@ -289,18 +300,19 @@ static int is_vtable(uintptr_t p) {
 
 static int heuristic(uintptr_t ptr, const struct blk *b) {
   const uintptr_t *w = (const uintptr_t *)b->addr;
+  const uint64_t size = BSIZE(b);
   uint64_t off = ptr - b->addr;
   /* std::string (pre-C++11 ABI): length, capacity, refcount, chars. */
-  if (off == 24 && b->size >= 16) {
+  if (off == 24 && size >= 16) {
     uint64_t capacity = w[1];
-    if (24 + capacity + 1 == b->size && w[0] <= capacity) return 1;
+    if (24 + capacity + 1 == size && w[0] <= capacity) return 1;
   }
   /* length64: a 64-bit length of the rest, then the data (sqlite). */
-  if (off == 8 && b->size >= 8 && w[0] > 0 && b->size - 8 == w[0]) return 1;
+  if (off == 8 && size >= 8 && w[0] > 0 && size - 8 == w[0]) return 1;
   /* new[] of objects with destructors: element count, then the array. */
-  if (off == 8 && b->size >= 8 && w[0] > 0 && (b->size - 8) % w[0] == 0) return 1;
+  if (off == 8 && size >= 8 && w[0] > 0 && (size - 8) % w[0] == 0) return 1;
   /* multiple inheritance: a vtable pointer at ptr and at the block start. */
-  if (!(ptr & 7) && off + 8 <= b->size && b->size >= 8) {
+  if (!(ptr & 7) && off + 8 <= size && size >= 8) {
     uintptr_t inner = *(const uintptr_t *)ptr, first = w[0];
     if (!(inner & 7) && inner >= 4096 && !(first & 7) && first >= 4096 && is_vtable(inner) &&
         is_vtable(first))
@@ -312,8 +324,8 @@ static int heuristic(uintptr_t ptr, const struct blk *b) {
 /* ---- marking ------------------------------------------------------------ */
 
 static inline void push(long i) {
-  if (C.b[i].flags & F_PENDING) return;
-  C.b[i].flags |= F_PENDING;
+  if (C.st[i] & F_PENDING) return;
+  C.st[i] |= F_PENDING;
   C.stack[C.sp++] = (uint32_t)i;
 }
 
@@ -333,14 +345,14 @@ static void mark_ptr(uintptr_t v, int prior_definite, uintptr_t where) {
   long i = find_block(v);
   if (i < 0) return;
   struct blk *b = &C.b[i];
-  if (b->state == REACHABLE) return;
+  if (STATE(i) == REACHABLE) return;
   int start = v == b->addr || heuristic(v, b);
   if (start && prior_definite) {
-    b->state = REACHABLE;
+    SET_STATE(i, REACHABLE);
     retain(i, where);
     push(i);
-  } else if (b->state == UNREACHED) {
-    b->state = POSSIBLE;
+  } else if (STATE(i) == UNREACHED) {
+    SET_STATE(i, POSSIBLE);
     retain(i, where);
     if (C.max_off && v - b->addr > C.max_off[i]) C.max_off[i] = v - b->addr;
     push(i);
@@ -351,12 +363,12 @@ static void mark_ptr(uintptr_t v, int prior_definite, uintptr_t where) {
 
 static void clique_ptr(uintptr_t v, long leader) {
   long i = find_block(v);
-  if (i < 0 || i == leader || C.b[i].state != UNREACHED) return;
+  if (i < 0 || i == leader || STATE(i) != UNREACHED) return;
   push(i);
-  C.ind_bytes[leader] += C.b[i].size + C.ind_bytes[i];
+  C.ind_bytes[leader] += BSIZE(&C.b[i]) + C.ind_bytes[i];
   C.ind_blocks[leader] += 1 + C.ind_blocks[i];
   C.ind_bytes[i] = C.ind_blocks[i] = 0;
-  C.b[i].state = INDIRECT;
+  SET_STATE(i, INDIRECT);
 }
 
 static sigjmp_buf fault_jmp;
@@ -396,12 +408,12 @@ static void scan_range(uintptr_t start, uintptr_t end, int prior_definite, long 
 static void drain(long leader) {
   while (C.sp) {
     long i = C.stack[--C.sp];
-    C.b[i].flags &= (uint8_t)~F_PENDING;
+    C.st[i] &= (uint8_t)~F_PENDING;
     C.parent = i;
     /* A live block is mapped memory: no fault handling needed. */
-    uintptr_t s = (C.b[i].addr + 7) & ~(uintptr_t)7, e = (C.b[i].addr + C.b[i].size) & ~(uintptr_t)7;
+    uintptr_t s = (C.b[i].addr + 7) & ~(uintptr_t)7, e = (C.b[i].addr + BSIZE(&C.b[i])) & ~(uintptr_t)7;
     C.scanned += e > s ? e - s : 0;
-    scan_words(s, e, C.b[i].state != POSSIBLE, leader);
+    scan_words(s, e, STATE(i) != POSSIBLE, leader);
   }
   C.parent = -1;
 }
@@ -455,10 +467,10 @@ static void scan_root(uintptr_t s, uintptr_t e) {
     }
   }
   long i = C.n ? last_le(s, 0, (long)C.n) : -1;
-  if (i >= 0 && C.b[i].addr + C.b[i].size > s) s = C.b[i].addr + C.b[i].size;
+  if (i >= 0 && C.b[i].addr + BSIZE(&C.b[i]) > s) s = C.b[i].addr + BSIZE(&C.b[i]);
   for (i++; i < (long)C.n && C.b[i].addr < e; i++) {
     if (C.b[i].addr > s) scan_range(s, C.b[i].addr, 1, -1);
-    uintptr_t be = C.b[i].addr + C.b[i].size;
+    uintptr_t be = C.b[i].addr + BSIZE(&C.b[i]);
     if (be > s) s = be;
   }
   if (s < e) scan_range(s, e, 1, -1);
@@ -539,20 +551,22 @@ static int group(struct hs_leak_result *res) {
   size_t nrec = 0;
   for (size_t i = 0; i < C.n; i++) {
     const struct blk *b = &C.b[i];
-    if (b->ignored) continue;
-    int k = kind_of(b->state);
-    res->bytes[k] += b->size;
+    if (BIGNORED(b)) continue;
+    int k = kind_of((uint8_t)STATE(i));
+    const uint64_t bsize = BSIZE(b);
+    const uint32_t bstack = BSTACK(b);
+    res->bytes[k] += bsize;
     res->blocks[k]++;
-    size_t key = (b->stack < nst ? b->stack : 0) * HS_NKINDS + (size_t)k;
+    size_t key = (bstack < nst ? bstack : 0) * HS_NKINDS + (size_t)k;
     if (!idx[key]) {
       if (nrec == cap) continue;
       idx[key] = (uint32_t)++nrec;
-      rec[nrec - 1].stack = b->stack;
+      rec[nrec - 1].stack = bstack;
       rec[nrec - 1].kind = (uint8_t)k;
       rec[nrec - 1].first_addr = b->addr;
     }
     struct hs_leak_record *r = &rec[idx[key] - 1];
-    r->bytes += b->size;
+    r->bytes += bsize;
     r->blocks++;
     if (k == HS_DEFINITE) {
       r->indirect_bytes += C.ind_bytes[i];
@@ -568,7 +582,7 @@ static int group(struct hs_leak_result *res) {
         r->nret++;
       }
       if (j < r->nret) {
-        r->ret[j].bytes += b->size;
+        r->ret[j].bytes += bsize;
         r->ret[j].blocks++;
       }
     }
@@ -588,6 +602,7 @@ static void release(void) {
   if (C.ind_bytes) hs_munmap(C.ind_bytes, (C.n + 1) * sizeof *C.ind_bytes);
   if (C.ind_blocks) hs_munmap(C.ind_blocks, (C.n + 1) * sizeof *C.ind_blocks);
   if (C.max_off) hs_munmap(C.max_off, (C.n + 1) * sizeof *C.max_off);
+  if (C.st) hs_munmap(C.st, C.n + 1);
   if (C.root_of) hs_munmap(C.root_of, (C.n + 1) * sizeof *C.root_of);
   if (C.roots) hs_munmap(C.roots, C.caproots * sizeof *C.roots);
   if (C.maps) hs_munmap(C.maps, (C.nmaps + 1) * sizeof *C.maps);
@@ -626,9 +641,10 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp) {
     C.lo = C.b[0].addr;
     C.hi = 0;
     for (size_t i = 0; i < C.n; i++) {
-      uintptr_t e = C.b[i].addr + (C.b[i].size ? C.b[i].size : 1);
+      uintptr_t e = C.b[i].addr + (BSIZE(&C.b[i]) ? BSIZE(&C.b[i]) : 1);
       if (e > C.hi) C.hi = e;
     }
+    C.st = hs_mmap(C.n + 1);
     C.stack = hs_mmap((C.n + 1) * sizeof *C.stack);
     C.ind_bytes = hs_mmap((C.n + 1) * sizeof *C.ind_bytes);
     C.ind_blocks = hs_mmap((C.n + 1) * sizeof *C.ind_blocks);
@@ -637,21 +653,21 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp) {
     C.caproots = C.n + 1;
     C.roots = hs_mmap(C.caproots * sizeof *C.roots);
     C.parent = -1;
-    if (!C.stack || !C.ind_bytes || !C.ind_blocks || !C.max_off || !C.root_of || !C.roots || build_page_index())
+    if (!C.st || !C.stack || !C.ind_bytes || !C.ind_blocks || !C.max_off || !C.root_of || !C.roots || build_page_index())
       goto out;
 
     /* Blocks the program asked us to ignore are treated as roots. */
     C.cur_kind = HS_ROOT_IGNORED;
     for (size_t i = 0; i < C.n; i++)
-      if (C.b[i].ignored) {
-        C.b[i].state = REACHABLE;
+      if (BIGNORED(&C.b[i])) {
+        SET_STATE(i, REACHABLE);
         push((long)i);
       }
     if (hs_libc_data_hi) find_main_arena();
     scan_roots(th, nth, my_sp);
     drain(-1);
     for (size_t i = 0; i < C.n; i++)
-      if (C.b[i].state == UNREACHED) {
+      if (STATE(i) == UNREACHED) {
         push((long)i);
         drain((long)i);
       }
