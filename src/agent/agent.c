@@ -130,11 +130,6 @@ static void report_path(char *out, size_t len) {
   if (!had_pid && !hs_is_root_process()) hs_snprintf(out + o, len - o, ".%s", pid);
 }
 
-static hs_report_emit_fn load_report_lib(void) {
-  void *h = hs_report_lib();
-  return h ? (hs_report_emit_fn)dlsym(h, HS_REPORT_EMIT_SYM) : NULL;
-}
-
 /* Without the report library: unsymbolized, but nothing is lost. */
 static void emit_raw(const struct hs_report_input *in, struct hs_report_output *out) {
   for (size_t i = 0; i < in->nleaks; i++) {
@@ -232,7 +227,7 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
     hs_leak_result_free(&res);
     return 0;
   }
-  hs_report_emit_fn emit = load_report_lib();
+  hs_report_emit_fn emit = (hs_report_emit_fn)hs_report_sym(HS_REPORT_EMIT_SYM);
   if (emit)
     emit(&in, &out);
   else

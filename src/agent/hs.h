@@ -328,6 +328,8 @@ struct hs_agent_api;
 extern struct hs_agent_api hs_api;
 /* Loads libheapscope_report.so once; NULL (after a warning) if it cannot. */
 void *hs_report_lib(void);
+/* A symbol of the report library, or NULL. */
+void *hs_report_sym(const char *name);
 void hs_profile_start(void); /* starts what the options ask for (HTTP) */
 
 /* ---- agent.c ----------------------------------------------------------- */

@@ -143,8 +143,7 @@ static void numbered_path(char *out, size_t len, unsigned seq) {
 static void *dumper(void *arg) {
   (void)arg;
   hs_in_agent = 1; /* also inherited: created by the agent */
-  void *h = hs_report_lib();
-  hs_profile_write_fn w = h ? (hs_profile_write_fn)dlsym(h, HS_PROFILE_WRITE_SYM) : NULL;
+  hs_profile_write_fn w = (hs_profile_write_fn)hs_report_sym(HS_PROFILE_WRITE_SYM);
   if (!w) return NULL;
   for (;;) {
     int r;
@@ -193,11 +192,15 @@ static void start_dumper(void) {
   pthread_attr_destroy(&a);
 }
 
+void *hs_report_sym(const char *name) {
+  void *h = hs_report_lib();
+  return h ? dlsym(h, name) : NULL;
+}
+
 void hs_profile_start(void) {
   start_dumper();
   if (!hs_opt.http || !*hs_opt.http) return;
-  void *h = hs_report_lib();
-  hs_serve_start_fn start = h ? (hs_serve_start_fn)dlsym(h, HS_SERVE_START_SYM) : NULL;
+  hs_serve_start_fn start = (hs_serve_start_fn)hs_report_sym(HS_SERVE_START_SYM);
   if (!start) return;
   int saved = hs_in_agent;
   hs_in_agent = 1; /* the server's threads inherit the mark */
@@ -209,8 +212,7 @@ void hs_profile_start(void) {
 
 HS_EXPORT int __heapscope_dump(const char *path) {
   if (!atomic_load(&hs_active) || !path) return -1;
-  void *h = hs_report_lib();
-  hs_profile_write_fn w = h ? (hs_profile_write_fn)dlsym(h, HS_PROFILE_WRITE_SYM) : NULL;
+  hs_profile_write_fn w = (hs_profile_write_fn)hs_report_sym(HS_PROFILE_WRITE_SYM);
   if (!w) return -1;
   int saved = hs_in_agent;
   hs_in_agent = 1;
@@ -221,8 +223,7 @@ HS_EXPORT int __heapscope_dump(const char *path) {
 
 HS_EXPORT int __heapscope_http_start(const char *addr) {
   if (!atomic_load(&hs_active)) return -1;
-  void *h = hs_report_lib();
-  hs_serve_start_fn start = h ? (hs_serve_start_fn)dlsym(h, HS_SERVE_START_SYM) : NULL;
+  hs_serve_start_fn start = (hs_serve_start_fn)hs_report_sym(HS_SERVE_START_SYM);
   if (!start) return -1;
   int saved = hs_in_agent;
   hs_in_agent = 1;

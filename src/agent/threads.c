@@ -42,13 +42,21 @@ uint64_t hs_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* /proc/self/task/TID/comm into out (16 bytes), without stdio. */
-static void read_comm(pid_t tid, char *out) {
+/* /proc/self/task/TID/NAME into buf (len bytes, NUL-terminated), without
+ * stdio or malloc. Returns the length read, or -1 (buf then empty). */
+static ssize_t read_task_file(pid_t tid, const char *name, char *buf, size_t len) {
   char path[64];
-  hs_snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)tid);
+  hs_snprintf(path, sizeof path, "/proc/self/task/%d/%s", (int)tid, name);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  ssize_t n = fd >= 0 ? read(fd, out, 15) : 0;
+  ssize_t n = fd >= 0 ? read(fd, buf, len - 1) : -1;
   if (fd >= 0) close(fd);
+  buf[n > 0 ? n : 0] = 0;
+  return n;
+}
+
+/* The thread's name (16 bytes with the NUL), from comm. */
+static void read_comm(pid_t tid, char *out) {
+  ssize_t n = read_task_file(tid, "comm", out, 16);
   if (n < 0) n = 0;
   while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == 0)) n--;
   out[n] = 0;
@@ -323,30 +331,18 @@ static void dump_handler(int sig, siginfo_t *si, void *uc_) {
  * system call also its user pc and sp (the last two fields of syscall). */
 static void proc_state(struct hs_report_thread *r, uintptr_t *pc, uintptr_t *sp) {
   *pc = *sp = 0;
-  char path[64], buf[512];
-  hs_snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)r->tid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-  if (fd >= 0) close(fd);
+  char buf[512];
+  ssize_t n = read_task_file(r->tid, "stat", buf, sizeof buf);
   r->state = '?';
   if (n > 0) {
-    buf[n] = 0;
     char *p = strrchr(buf, ')');
     if (p && p[1] == ' ') r->state = p[2];
   }
-  hs_snprintf(path, sizeof path, "/proc/self/task/%d/wchan", (int)r->tid);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  n = fd >= 0 ? read(fd, r->wchan, sizeof r->wchan - 1) : -1;
-  if (fd >= 0) close(fd);
-  r->wchan[n > 0 ? n : 0] = 0;
+  read_task_file(r->tid, "wchan", r->wchan, sizeof r->wchan);
   if (!strcmp(r->wchan, "0")) r->wchan[0] = 0;
-  hs_snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)r->tid);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-  if (fd >= 0) close(fd);
+  n = read_task_file(r->tid, "syscall", buf, sizeof buf);
   r->syscall = -2;
   if (n > 0) {
-    buf[n] = 0;
     if (!strncmp(buf, "running", 7)) {
       r->syscall = -1;
     } else {
@@ -399,13 +395,8 @@ static uintptr_t mapping_end(uintptr_t addr) {
 
 /* voluntary + involuntary context switches of a thread, 0 if unknown. */
 static uint64_t switches(pid_t tid) {
-  char path[64], buf[2048];
-  hs_snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-  if (fd >= 0) close(fd);
-  if (n <= 0) return 0;
-  buf[n] = 0;
+  char buf[2048];
+  if (read_task_file(tid, "status", buf, sizeof buf) <= 0) return 0;
   uint64_t s = 0;
   for (const char *k = buf; (k = strstr(k, "ctxt_switches:")); k += 14) s += strtoull(k + 14, NULL, 10);
   return s;
@@ -698,8 +689,7 @@ HS_EXPORT int __heapscope_threads_check(unsigned long mark, int timeout_ms, char
   struct hs_report_thread *t = NULL;
   size_t n = hs_threads_snapshot(&t, 0, mark);
   if (report && len) {
-    void *h = hs_report_lib();
-    hs_threads_format_fn fmt = h ? (hs_threads_format_fn)dlsym(h, HS_THREADS_FORMAT_SYM) : NULL;
+    hs_threads_format_fn fmt = (hs_threads_format_fn)hs_report_sym(HS_THREADS_FORMAT_SYM);
     int saved = hs_in_agent;
     hs_in_agent = 1;
     if (fmt)

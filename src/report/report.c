@@ -219,15 +219,11 @@ static int write_json(const struct hs_report_input *in, struct rec *recs, size_t
                 (unsigned long long)in->allocs, (unsigned long long)in->frees,
                 (unsigned long long)in->allocated_bytes, (unsigned long long)in->peak_bytes,
                 (unsigned long long)in->peak_blocks);
-  /* Write to a temporary name and rename: a reader never sees half a report. */
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%d", in->report_path, (int)in->pid);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int rc = 0;
-  if (fd < 0 || write(fd, b.s, b.len) != (ssize_t)b.len || close(fd) || rename(tmp, in->report_path)) {
+  /* through a temporary name and rename: a reader never sees half a report */
+  int rc = 0, e = hs_write_file(in->report_path, b.s ? b.s : "", b.len);
+  if (e) {
     dprintf(2, "heapscope: error: cannot write report %s: %s — check the directory exists and is writable\n",
-            in->report_path, strerror(errno));
-    if (fd >= 0) unlink(tmp);
+            in->report_path, strerror(e));
     rc = -1;
   }
   hs_buf_free(&b);
