@@ -11,7 +11,13 @@ static int depth;
 void *volatile sink;
 
 __attribute__((noinline)) static unsigned long work(int d, unsigned long seed) {
-  if (d > 0) return work(d - 1, seed * 6364136223846793005ul + 1) + 1;
+  if (d > 0) {
+    /* the empty asm after the call keeps it a real call: without it gcc
+     * turns the recursion into a loop and the stack is 1 frame deep */
+    unsigned long r = work(d - 1, seed * 6364136223846793005ul + 1);
+    __asm__ volatile("" : "+r"(r));
+    return r + 1;
+  }
   void *slots[64] = {0};
   unsigned long x = seed;
   for (long i = 0; i < iters; i++) {

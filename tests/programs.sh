@@ -50,4 +50,31 @@ check git-log /dev/null git -C "$D/repo" log --stat
 check git-status /dev/null git -C "$D/repo" status --porcelain
 check gcc /dev/null gcc -O2 -c "$D/hello.c" -o "$D/hello.o"
 
+# The unwinder reuses the previous walk of a thread where the stack memory
+# says it may (src/agent/unwind.c). verify_unwind=1 walks every capture again
+# without the cache and counts the differences: there must be none, and the
+# reuse must actually happen.
+gcc -O2 -g -pthread -o "$D/stacks" "$ROOT/tests/progs/stacks.c"
+gcc -O0 -g -pthread -o "$D/stacks0" "$ROOT/tests/progs/stacks.c"
+verify_unwind() { # NAME STDIN CMD...
+  name=$1
+  in=$2
+  shift 2
+  begin "stack reuse equals a fresh walk: $name"
+  (cd "$D" && HEAPSCOPE_OPTIONS=verify_unwind=1 T=120 with_timeout "$HS" run --leak-check=no -- "$@" <"$in" \
+    >/dev/null 2>"$D/$name.verify") || fail "exit status $?"
+  lines=$(grep -c 'verify_unwind: ' "$D/$name.verify")
+  [ "$lines" -ge 1 ] || fail "no verify_unwind summary: $(head -c 300 "$D/$name.verify")"
+  grep 'verify_unwind: ' "$D/$name.verify" | grep -v ' 0 mismatches' | head -3 | while read -r l; do echo "  $l"; done
+  grep 'verify_unwind: ' "$D/$name.verify" | grep -qv ' 0 mismatches' && fail "mismatches: $(grep mismatch "$D/$name.verify" | head -3)"
+  reused=$(sed -n 's/.* \([0-9]*\) reused whole.*/\1/p' "$D/$name.verify" | awk '{s+=$1} END {print s+0}')
+  [ "$reused" -gt 0 ] || fail "no capture reused the previous walk"
+  end
+}
+verify_unwind stacks-O2 /dev/null "$D/stacks"
+verify_unwind stacks-O0 /dev/null "$D/stacks0"
+verify_unwind sqlite3 "$D/t.sql" sqlite3 :memory:
+verify_unwind python3 /dev/null /usr/bin/python3 "$D/t.py"
+verify_unwind gcc /dev/null gcc -O2 -c "$D/hello.c" -o "$D/hello2.o"
+
 echo "SUITE $PASS $FAIL"

@@ -243,6 +243,7 @@ void hs_report_at_exit(int status, uintptr_t sp) {
   if (!atomic_load(&hs_active) || getpid() != my_pid) return; /* vfork child: not ours */
   if (atomic_exchange(&reported, 1)) return;
   hs_in_agent = 1;
+  hs_unwind_verify_summary();
   uint64_t shown = check_and_report(status, sp, 1);
   if (hs_opt.error_exitcode && shown) {
     /* Like valgrind: the process ends with the chosen status. Flush what

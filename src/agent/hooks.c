@@ -149,9 +149,7 @@ static void note_arena_heap(uintptr_t p) {
 
 static HS_COLD void record(void *p, size_t size) {
   hs_in_agent = 1;
-  uintptr_t frames[HS_MAX_FRAMES];
-  unsigned n = hs_unwind(frames, (unsigned)hs_opt.max_frames);
-  uint32_t id = hs_depot_put(frames, n);
+  uint32_t id = hs_stack_capture((unsigned)hs_opt.max_frames);
   hs_depot_count_alloc(id, (uint64_t)HS_FP, size);
   hs_table_insert((uintptr_t)p, hs_meta(size, id));
   if (real_is_glibc) note_arena_heap((uintptr_t)p);
@@ -174,9 +172,7 @@ static HS_COLD void record_sample(void *p, size_t size) {
   }
   hs_until_sample = hs_next_sample_interval();
   {
-    uintptr_t frames[HS_MAX_FRAMES];
-    unsigned n = hs_unwind(frames, (unsigned)hs_opt.max_frames);
-    uint32_t id = hs_depot_put(frames, n);
+    uint32_t id = hs_stack_capture((unsigned)hs_opt.max_frames);
     double w = hs_sample_weight(size);
     hs_depot_count_alloc(id, (uint64_t)(w * HS_FP), (uint64_t)(w * (double)size + 0.5));
     hs_table_insert((uintptr_t)p, hs_meta(size, id));

@@ -44,6 +44,7 @@
   X(default_suppressions, BOOL, 1, "suppress runtime-internal blocks")         \
   X(quiet, BOOL, 0, "print nothing unless leaks are found")                    \
   X(fast_unwind, BOOL, 1, "cached .eh_frame unwinder (else libunwind only)")  \
+  X(verify_unwind, BOOL, 0, "check every reused stack against a fresh walk (tests)") \
   X(output, STR, NULL, "directory for profiles written at exit")              \
   X(http, STR, NULL, "serve /debug/pprof/ on ADDR:PORT")                      \
   X(http_allow_remote, BOOL, 0, "allow a non-loopback --http address")       \
@@ -136,6 +137,10 @@ void hs_depot_unlock(void);
 /* ---- unwind.c: capture the current call stack ------------------------- */
 /* Fills frames (leaf first), without the agent's own frames. */
 unsigned hs_unwind(uintptr_t *frames, unsigned max);
+/* Captures the caller's stack into the depot; returns its id. Reuses the
+ * previous capture of the thread where the stack is the same (unwind.c). */
+uint32_t hs_stack_capture(unsigned max);
+void hs_unwind_verify_summary(void);
 void hs_unwind_init(void);
 void hs_unwind_flush(void);
 unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, uintptr_t *frames, unsigned max);

@@ -174,9 +174,7 @@ HS_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*
     t->detached = ds == PTHREAD_CREATE_DETACHED;
     t->seq = atomic_fetch_add(&thread_seq, 1) + 1;
     t->start_routine = (uintptr_t)fn;
-    uintptr_t frames[HS_MAX_FRAMES];
-    unsigned n = hs_unwind(frames, (unsigned)hs_opt.max_frames);
-    t->create_stack = hs_depot_put(frames, n);
+    t->create_stack = hs_stack_capture((unsigned)hs_opt.max_frames);
   }
   struct hs_thread *rec = sa->rec;
   /* glibc allocates the new thread's TLS vector here: the program's memory */

@@ -289,6 +289,33 @@ static unsigned slow_unwind(uintptr_t *frames, unsigned max) {
   return out;
 }
 
+/* One step of the walk from (sp, bp) with the rule for lookup. Returns 1
+ * with the new CFA, return address and where rbp was read (0 if not), 0 at
+ * the end of the stack, -1 when the frame cannot be walked here. */
+static inline int step(uintptr_t lookup, uintptr_t *sp, uintptr_t *bp, uintptr_t *ra_out, uintptr_t *at_out,
+                       int *base_bp) {
+  uint64_t r = rule_for(lookup);
+  if (HS_UNLIKELY(!(r & R_VALID))) return -1;
+  if (r & R_END) return 0;
+  uintptr_t cfa = ((r & R_BASE_RBP) ? *bp : *sp) + (uintptr_t)(int64_t)(int32_t)(uint32_t)r;
+  if (HS_UNLIKELY(cfa <= *sp || cfa > stack_hi)) return -1;
+  uintptr_t at = 0;
+  if (!(r & R_RBP_SAME)) {
+    at = cfa + (uintptr_t)(int64_t)(int16_t)(uint16_t)(r >> 40);
+    if (HS_UNLIKELY(at < *sp || at + 8 > stack_hi)) return -1;
+    *bp = *(const uintptr_t *)at;
+  }
+  *ra_out = *(const uintptr_t *)(cfa - 8);
+  *at_out = at;
+  *base_bp = (r & R_BASE_RBP) != 0;
+  *sp = cfa;
+  return 1;
+}
+
+static inline int in_agent_text(uintptr_t ra) { return ra >= hs_self_text_start && ra < hs_self_text_end; }
+
+static inline void check_flush(void);
+
 /* Returns the count, or -1 when the walk must be redone by libunwind. */
 static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max) {
   uintptr_t pc, sp, bp;
@@ -296,37 +323,170 @@ static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max
   __asm__ volatile("mov %%rbp, %2\n\tlea 0(%%rip), %0\n\tmov %%rsp, %1" : "=&r"(pc), "=&r"(sp), "=&r"(bp));
   if (HS_UNLIKELY(!stack_hi) && stack_bounds()) return -1;
   if (sp < stack_lo || sp >= stack_hi) return -1; /* signal stack, fibers */
-  unsigned g = atomic_load_explicit(&flush_gen, memory_order_relaxed);
-  if (HS_UNLIKELY(g != l1_gen)) {
-    memset(l1, 0, sizeof l1);
-    l1_gen = g;
-  }
+  check_flush();
   uintptr_t lookup = pc; /* the first pc is not a return address */
   unsigned out = 0;
   int in_agent = 1;
   for (unsigned steps = 0; steps < HS_MAX_FRAMES + 32; steps++) {
-    uint64_t r = rule_for(lookup);
-    if (HS_UNLIKELY(!(r & R_VALID))) return -1;
-    if (r & R_END) return (int)out;
-    uintptr_t cfa = ((r & R_BASE_RBP) ? bp : sp) + (uintptr_t)(int64_t)(int32_t)(uint32_t)r;
-    if (HS_UNLIKELY(cfa <= sp || cfa > stack_hi)) return -1;
-    if (!(r & R_RBP_SAME)) {
-      uintptr_t at = cfa + (uintptr_t)(int64_t)(int16_t)(uint16_t)(r >> 40);
-      if (HS_UNLIKELY(at < sp || at + 8 > stack_hi)) return -1;
-      bp = *(const uintptr_t *)at;
-    }
-    uintptr_t ra = *(const uintptr_t *)(cfa - 8);
-    sp = cfa;
-    if (!ra) return (int)out;
-    if (in_agent && (ra < hs_self_text_start || ra >= hs_self_text_end)) in_agent = 0;
+    uintptr_t ra, at;
+    int base, st = step(lookup, &sp, &bp, &ra, &at, &base);
+    if (HS_UNLIKELY(st < 0)) return -1;
+    if (!st || !ra) break;
+    if (in_agent && !in_agent_text(ra)) in_agent = 0;
     if (!in_agent) {
       frames[out++] = ra;
-      if (out == max) return (int)out;
+      if (out == max) break;
     }
-    pc = ra;
     lookup = ra - 1; /* the call instruction, inside the caller */
   }
   return (int)out;
+}
+
+/* ---- the suffix cache ---------------------------------------------------
+ * Consecutive captures on a thread share most of their stack: the same
+ * outer frames, often the very same stack (a loop allocating at one call
+ * site). Each thread keeps its last walk, step by step: the CFA, the
+ * return address read at CFA-8, rbp after the step and where that rbp was
+ * read. When a new walk reaches a state (CFA, return address) that the
+ * last walk also had, the rest depends only on the stack memory above that
+ * CFA, through exactly the slots the last walk read: re-reading the return
+ * address slots and comparing them with what they held reuses the rest of
+ * the walk (a load and a compare a frame), and the capture can tell the
+ * depot "same stack as last time" without hashing it. Matching the state
+ * alone would not be enough: a caller may have returned and another one,
+ * with a frame of the same size, put the same function at the same place.
+ * rbp counts only where a later step computes its CFA from it before any
+ * step restores it from the stack: in code built without frame pointers
+ * rbp is just another register, different at every call. */
+#define STEPS_CACHED 96
+struct step {
+  uintptr_t cfa, ra, bp, bpat;
+  uintptr_t base; /* this step's CFA was computed from rbp */
+};
+struct steps {
+  struct step s[STEPS_CACHED];
+};
+struct walk {
+  unsigned nsteps;    /* 0: nothing to reuse */
+  unsigned nout;      /* frames it yielded */
+  unsigned first_out; /* its first step outside the agent */
+  int cont;           /* cut at max frames: may be continued */
+  uint32_t id;        /* depot id of its frames */
+  struct steps s;
+};
+static HS_TLS struct walk last;   /* the last walk, then this one */
+static HS_TLS struct steps fresh; /* this walk's own steps, until merged */
+static HS_TLS unsigned char walk_busy;
+
+static inline void check_flush(void) {
+  unsigned g = atomic_load_explicit(&flush_gen, memory_order_relaxed);
+  if (HS_UNLIKELY(g != l1_gen)) {
+    memset(l1, 0, sizeof l1);
+    l1_gen = g;
+    last.nsteps = last.nout = 0; /* code may have moved */
+  }
+}
+
+static inline void put_step(struct steps *d, unsigned i, uintptr_t cfa, uintptr_t ra, uintptr_t bp, uintptr_t at,
+                            int base) {
+  d->s[i] = (struct step){cfa, ra, bp, at, (uintptr_t)base};
+}
+
+static inline void move_steps(struct steps *d, unsigned to, const struct steps *s, unsigned from, unsigned n) {
+  memmove(&d->s[to], &s->s[from], n * sizeof d->s[0]);
+}
+
+/* The walk with the cache. Leaves this walk in `last`; returns the frame
+ * count (frames filled only when not *same), or -1 when the walk must be
+ * redone without the cache. */
+static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned max, int *same) {
+  uintptr_t pc, sp, bp;
+  __asm__ volatile("mov %%rbp, %2\n\tlea 0(%%rip), %0\n\tmov %%rsp, %1" : "=&r"(pc), "=&r"(sp), "=&r"(bp));
+  *same = 0;
+  if (HS_UNLIKELY(!stack_hi) && stack_bounds()) return -1;
+  if (sp < stack_lo || sp >= stack_hi) return -1;
+  check_flush();
+  struct walk *w = &last;
+  const unsigned old_nout = w->nout;
+  uintptr_t lookup = pc;
+  unsigned out = 0, ns = 0, j = 0;
+  int in_agent = 1, diverged = 0, first_out = -1, cont = 0, merged = 0;
+  for (unsigned steps = 0; steps < HS_MAX_FRAMES + 32; steps++) {
+    uintptr_t ra, at;
+    int base, st = step(lookup, &sp, &bp, &ra, &at, &base);
+    if (HS_UNLIKELY(st < 0)) goto fail;
+    if (!st) break;
+    if (HS_UNLIKELY(ns == STEPS_CACHED)) goto fail; /* deeper than the cache */
+    struct steps *d = merged ? &w->s : &fresh;
+    put_step(d, ns++, sp, ra, bp, at, base);
+    if (!ra) break;
+    if (in_agent && !in_agent_text(ra)) in_agent = 0;
+    if (!in_agent) {
+      if (first_out < 0) first_out = (int)ns - 1;
+      if (out >= old_nout || ra != w->s.s[w->first_out + out].ra) diverged = 1;
+      out++;
+      if (out == max) {
+        cont = 1;
+        break;
+      }
+    }
+    lookup = ra - 1;
+    if (merged) continue;
+    /* Did the last walk reach this state too? */
+    while (j < w->nsteps && w->s.s[j].cfa < sp) j++;
+    if (j >= w->nsteps || w->s.s[j].cfa != sp || w->s.s[j].ra != ra || (w->first_out <= j) != !in_agent) continue;
+    if (!in_agent && out - 1 != j - w->first_out) diverged = 1; /* frames moved */
+    /* Verify its later steps where they are. */
+    unsigned k = j + 1;
+    int bp_same = w->s.s[j].bp == bp, ended = 0;
+    for (; k < w->nsteps; k++) {
+      if (*(const uintptr_t *)(w->s.s[k].cfa - 8) != w->s.s[k].ra) break;
+      if (w->s.s[k].base && !bp_same) break;
+      if (w->s.s[k].bpat) { /* rbp restored from the stack, whatever it holds */
+        bp = *(const uintptr_t *)w->s.s[k].bpat;
+        bp_same = bp == w->s.s[k].bp;
+      }
+      if (!w->s.s[k].ra) {
+        ended = 1;
+        k++;
+        break;
+      }
+      if (k >= w->first_out && ++out == max) {
+        cont = 1;
+        k++;
+        break;
+      }
+    }
+    /* Merge: this walk's own steps, then the verified ones. */
+    unsigned i = ns - 1, nver = k - (j + 1);
+    if (i + 1 + nver > STEPS_CACHED) goto fail;
+    unsigned nfirst = first_out >= 0 ? (unsigned)first_out : w->first_out - j + i;
+    int was_cont = w->cont, all = k == w->nsteps;
+    if (i != j) move_steps(&w->s, i + 1, &w->s, j + 1, nver);
+    move_steps(&w->s, 0, &fresh, 0, ns);
+    ns += nver;
+    if (nver) first_out = (int)nfirst;
+    merged = 1;
+    if (ended || cont || (all && !was_cont)) break;
+    /* Carry on walking from the last verified step (its rbp is in bp). The
+     * frames after this point are not compared: not "the same". */
+    diverged = 1;
+    sp = w->s.s[ns - 1].cfa;
+    lookup = w->s.s[ns - 1].ra - 1;
+    in_agent = first_out < 0 || ns - 1 < (unsigned)first_out;
+  }
+  if (!merged) move_steps(&w->s, 0, &fresh, 0, ns);
+  w->nsteps = ns;
+  w->nout = out;
+  w->first_out = first_out < 0 ? ns : (unsigned)first_out;
+  w->cont = cont;
+  *same = !diverged && out && out == old_nout;
+  if (!*same)
+    for (unsigned o = 0; o < out; o++) frames[o] = w->s.s[w->first_out + o].ra;
+  return (int)out;
+fail:
+  w->nsteps = w->nout = 0;
+  return -1;
 }
 
 /* Unwinds another thread, blocked in a system call, from the pc and sp
@@ -365,24 +525,69 @@ unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, uintptr_t *f
 static int selftest_pending;
 static int self_test(void);
 
-unsigned hs_unwind(uintptr_t *frames, unsigned max) {
-  if (HS_UNLIKELY(selftest_pending)) {
-    /* Trust the cache only where it agrees with libunwind: checked at the
-     * first capture, not at start-up, so that libdw loads only when needed. */
-    hs_lock(&miss_lock);
-    int run = selftest_pending;
-    selftest_pending = 0;
-    hs_unlock(&miss_lock);
-    if (run && self_test()) {
-      hs_warn("the cached unwinder disagrees with libunwind here; using libunwind only");
-      hs_fast_unwind = 0;
-    }
+static void run_self_test(void) {
+  /* Trust the cache only where it agrees with libunwind: checked at the
+   * first capture, not at start-up, so that libdw loads only when needed. */
+  hs_lock(&miss_lock);
+  int run = selftest_pending;
+  selftest_pending = 0;
+  hs_unlock(&miss_lock);
+  if (run && self_test()) {
+    hs_warn("the cached unwinder disagrees with libunwind here; using libunwind only");
+    hs_fast_unwind = 0;
   }
+}
+
+unsigned hs_unwind(uintptr_t *frames, unsigned max) {
+  if (HS_UNLIKELY(selftest_pending)) run_self_test();
   if (hs_fast_unwind && cache) {
     int n = fast_unwind(frames, max);
     if (HS_LIKELY(n >= 0)) return (unsigned)n;
   }
   return slow_unwind(frames, max);
+}
+
+/* verify_unwind=1 (the tests): every capture is walked again without the
+ * cache and compared; the counts are printed at exit. */
+static atomic_ulong verified, verified_same, mismatches;
+static HS_COLD void verify(const uintptr_t *frames, unsigned n, unsigned max, int same, uint32_t prev_id) {
+  uintptr_t walked[HS_MAX_FRAMES];
+  unsigned m = hs_unwind(walked, max);
+  if (same) frames = hs_depot_get(prev_id, &n);
+  int bad = !frames || m != n || memcmp(walked, frames, n * sizeof *frames);
+  atomic_fetch_add(&verified, 1);
+  if (same) atomic_fetch_add(&verified_same, 1);
+  if (bad && atomic_fetch_add(&mismatches, 1) < 10) {
+    unsigned i = 0;
+    while (frames && i < n && i < m && walked[i] == frames[i]) i++;
+    hs_warn("unwind cache mismatch: %u frames cached, %u walked, first difference at frame %u (same=%d)", n, m, i,
+            same);
+  }
+}
+
+void hs_unwind_verify_summary(void) {
+  if (hs_opt.verify_unwind)
+    hs_warn("verify_unwind: %lu captures checked, %lu reused whole, %lu mismatches", atomic_load(&verified),
+            atomic_load(&verified_same), atomic_load(&mismatches));
+}
+
+uint32_t hs_stack_capture(unsigned max) {
+  uintptr_t frames[HS_MAX_FRAMES];
+  if (HS_UNLIKELY(selftest_pending)) run_self_test();
+  /* A signal handler's capture inside a capture does without the cache. */
+  if (!hs_fast_unwind || !cache || HS_UNLIKELY(walk_busy)) return hs_depot_put(frames, hs_unwind(frames, max));
+  walk_busy = 1;
+  int same;
+  uint32_t prev_id = last.id;
+  int n = cached_unwind(frames, max, &same);
+  if (HS_UNLIKELY(n < 0)) {
+    same = 0;
+    n = (int)hs_unwind(frames, max);
+  }
+  if (HS_UNLIKELY(hs_opt.verify_unwind)) verify(frames, (unsigned)n, max, same && prev_id, prev_id);
+  last.id = same && prev_id ? prev_id : hs_depot_put(frames, (unsigned)n);
+  walk_busy = 0;
+  return last.id;
 }
 
 /* ---- init --------------------------------------------------------------- */

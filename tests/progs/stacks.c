@@ -1,0 +1,80 @@
+/* Stacks that stress the unwinder's reuse of the previous walk
+ * (tests/programs.sh runs it with verify_unwind=1): the same function put
+ * at the same stack address by two different callers with frames of the
+ * same size, frame-pointer frames (VLAs: the CFA is rbp-based), varying
+ * recursion depth, callbacks from libc (qsort), and threads. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void *volatile sink;
+volatile int zero;
+
+__attribute__((noinline)) static void leafalloc(int n) {
+  void *p = malloc((size_t)(16 + n % 200));
+  sink = p;
+  free(p);
+}
+
+/* a() and b() have the same frame: leafalloc lands at the same address
+ * under either, with a different return address one frame up. */
+__attribute__((noinline)) static void a(int n) {
+  volatile char pad[64];
+  pad[0] = (char)n;
+  leafalloc(n + pad[0]);
+}
+__attribute__((noinline)) static void b(int n) {
+  volatile char pad[64];
+  pad[0] = (char)n;
+  leafalloc(n + pad[0]);
+}
+
+/* A VLA makes gcc compute the CFA from rbp. */
+__attribute__((noinline)) static void vla(int n) {
+  volatile char buf[16 + (n & 15)];
+  buf[0] = (char)n;
+  if (n & 1)
+    a(n + buf[0]);
+  else
+    b(n + buf[0]);
+}
+
+__attribute__((noinline)) static int deep(int d, int n) {
+  if (d > 0) {
+    int r = deep(d - 1, n);
+    __asm__ volatile("" : "+r"(r));
+    return r + 1;
+  }
+  if (n % 3 == 0) vla(n);
+  else if (n % 3 == 1) a(n);
+  else b(n);
+  return 0;
+}
+
+static int cmp(const void *x, const void *y) {
+  leafalloc(*(const int *)x);
+  return *(const int *)x - *(const int *)y;
+}
+
+static void *thread(void *arg) {
+  long id = (long)arg;
+  for (int i = 0; i < 20000; i++) deep((int)((i * 7 + id) % 23), i);
+  return NULL;
+}
+
+int main(void) {
+  pthread_t t[2];
+  for (long i = 0; i < 2; i++) pthread_create(&t[i], NULL, thread, (void *)i);
+  for (int i = 0; i < 50000; i++) {
+    deep(i % 17, i);
+    if (i % 1000 == 0) {
+      int v[64];
+      for (int k = 0; k < 64; k++) v[k] = (k * 37) % 64;
+      qsort(v, 64, sizeof v[0], cmp);
+    }
+  }
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  puts("done");
+  return 0;
+}
