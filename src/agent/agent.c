@@ -38,6 +38,7 @@ static void atfork_parent(void) {
 static void atfork_child(void) {
   hs_arena_atfork_release();
   hs_table_unlock_all();
+  hs_depot_after_fork_child();
   hs_depot_unlock();
   hs_threads_after_fork_child();
   hs_threads_unlock();

@@ -107,17 +107,136 @@ const uintptr_t *hs_depot_get(uint32_t id, unsigned *n) {
   return e->frames;
 }
 
+/* ---- allocations per stack ---------------------------------------------
+ * Every recorded allocation adds to its stack's counters. Two atomic adds on
+ * a shared entry cost more than the rest of the bookkeeping, so each thread
+ * adds into a small cache of its own, indexed by stack id, and moves a
+ * slot's sums into the entry only when another stack takes the slot. A
+ * reader adds the entry and every thread's slot for that stack. Each slot
+ * has a sequence number, odd while the slot changes hands: a reader that
+ * saw the same even number for every slot before reading the entry and
+ * after reading the slots knows no sum moved in between, so nothing was
+ * counted twice or missed. */
+#define TC_SLOTS 256
+struct tc_slot {
+  atomic_uint seq, id;
+  atomic_ulong count_fp, bytes;
+};
+struct tcache {
+  struct tcache *next;
+  atomic_int in_use;
+  struct tc_slot s[TC_SLOTS];
+};
+static _Atomic(struct tcache *) all_tc;
+static HS_TLS struct tcache *my_tc;
+static HS_TLS int tc_done; /* the thread is exiting: shared counters only */
+
+static HS_COLD struct tcache *tc_take(void) {
+  if (tc_done) return NULL;
+  for (struct tcache *t = atomic_load_explicit(&all_tc, memory_order_acquire); t; t = t->next) {
+    int z = 0;
+    if (atomic_compare_exchange_strong(&t->in_use, &z, 1)) return my_tc = t; /* sums stay: still counted */
+  }
+  struct tcache *t = hs_mmap(sizeof *t);
+  if (!t) return NULL;
+  atomic_init(&t->in_use, 1);
+  t->next = atomic_load(&all_tc);
+  while (!atomic_compare_exchange_weak(&all_tc, &t->next, t))
+    ;
+  return my_tc = t;
+}
+
+void hs_depot_thread_exit(void) {
+  tc_done = 1;
+  if (my_tc) atomic_store_explicit(&my_tc->in_use, 0, memory_order_release);
+  my_tc = NULL;
+}
+
+/* In a forked child only the forking thread lives: the others' caches are
+ * free, and a slot caught changing hands is settled. */
+void hs_depot_after_fork_child(void) {
+  for (struct tcache *t = atomic_load(&all_tc); t; t = t->next) {
+    if (t == my_tc) continue;
+    for (unsigned i = 0; i < TC_SLOTS; i++) {
+      unsigned q = atomic_load_explicit(&t->s[i].seq, memory_order_relaxed);
+      if (q & 1) atomic_store_explicit(&t->s[i].seq, q + 1, memory_order_relaxed);
+    }
+    atomic_store(&t->in_use, 0);
+  }
+}
+
+#define ADD(field, v) \
+  atomic_store_explicit(&field, atomic_load_explicit(&field, memory_order_relaxed) + (v), memory_order_relaxed)
+
 void hs_depot_count_alloc(uint32_t id, uint64_t count_fp, uint64_t bytes) {
-  struct entry *e = entry_of(id);
-  if (!e) return;
-  atomic_fetch_add_explicit(&e->alloc_count_fp, count_fp, memory_order_relaxed);
-  atomic_fetch_add_explicit(&e->alloc_bytes, bytes, memory_order_relaxed);
+  if (id == HS_STACK_NONE) return;
+  struct tcache *t = my_tc;
+  if (HS_UNLIKELY(!t) && !(t = tc_take())) {
+    struct entry *e = entry_of(id);
+    if (!e) return;
+    atomic_fetch_add_explicit(&e->alloc_count_fp, count_fp, memory_order_relaxed);
+    atomic_fetch_add_explicit(&e->alloc_bytes, bytes, memory_order_relaxed);
+    return;
+  }
+  struct tc_slot *sl = &t->s[id & (TC_SLOTS - 1)];
+  uint32_t cur = atomic_load_explicit(&sl->id, memory_order_relaxed);
+  if (HS_LIKELY(cur == id)) { /* this thread is the only writer */
+    ADD(sl->count_fp, count_fp);
+    ADD(sl->bytes, bytes);
+    return;
+  }
+  unsigned q = atomic_load_explicit(&sl->seq, memory_order_relaxed);
+  atomic_store_explicit(&sl->seq, q + 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  struct entry *e = cur ? entry_of(cur) : NULL;
+  if (e) {
+    atomic_fetch_add_explicit(&e->alloc_count_fp, atomic_load_explicit(&sl->count_fp, memory_order_relaxed),
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&e->alloc_bytes, atomic_load_explicit(&sl->bytes, memory_order_relaxed),
+                              memory_order_relaxed);
+  }
+  atomic_store_explicit(&sl->id, id, memory_order_relaxed);
+  atomic_store_explicit(&sl->count_fp, count_fp, memory_order_relaxed);
+  atomic_store_explicit(&sl->bytes, bytes, memory_order_relaxed);
+  atomic_store_explicit(&sl->seq, q + 2, memory_order_release);
 }
 
 void hs_depot_alloc_stats(uint32_t id, uint64_t *count_fp, uint64_t *bytes) {
+  *count_fp = *bytes = 0;
   struct entry *e = entry_of(id);
-  *count_fp = e ? atomic_load_explicit(&e->alloc_count_fp, memory_order_relaxed) : 0;
-  *bytes = e ? atomic_load_explicit(&e->alloc_bytes, memory_order_relaxed) : 0;
+  if (!e) return;
+  /* Up to 64 tries for a quiet moment; after that the sums are read as
+   * they are (one slot's worth may be off while it changes hands). */
+  for (int tries = 0;; tries++) {
+    int moved = 0;
+    unsigned spins = 0;
+    for (struct tcache *t = atomic_load_explicit(&all_tc, memory_order_acquire); t; t = t->next) {
+      struct tc_slot *sl = &t->s[id & (TC_SLOTS - 1)];
+      while ((atomic_load_explicit(&sl->seq, memory_order_acquire) & 1) && ++spins < 1000) __builtin_ia32_pause();
+    }
+    /* the sequence numbers before, the entry, the slots, the numbers after */
+    unsigned before[64], n = 0;
+    for (struct tcache *t = atomic_load_explicit(&all_tc, memory_order_acquire); t && n < 64; t = t->next)
+      before[n++] = atomic_load_explicit(&t->s[id & (TC_SLOTS - 1)].seq, memory_order_acquire);
+    uint64_t c = atomic_load_explicit(&e->alloc_count_fp, memory_order_acquire);
+    uint64_t b = atomic_load_explicit(&e->alloc_bytes, memory_order_acquire);
+    unsigned i = 0;
+    for (struct tcache *t = atomic_load_explicit(&all_tc, memory_order_acquire); t; t = t->next, i++) {
+      struct tc_slot *sl = &t->s[id & (TC_SLOTS - 1)];
+      unsigned q = i < 64 ? before[i] : atomic_load_explicit(&sl->seq, memory_order_acquire);
+      if (atomic_load_explicit(&sl->id, memory_order_relaxed) == id) {
+        c += atomic_load_explicit(&sl->count_fp, memory_order_relaxed);
+        b += atomic_load_explicit(&sl->bytes, memory_order_relaxed);
+      }
+      atomic_thread_fence(memory_order_acquire);
+      if ((q & 1) || atomic_load_explicit(&sl->seq, memory_order_relaxed) != q) moved = 1;
+    }
+    if (!moved || tries == 64) {
+      *count_fp = c;
+      *bytes = b;
+      return;
+    }
+  }
 }
 
 uint32_t hs_depot_count(void) { return atomic_load_explicit(&count, memory_order_acquire); }

@@ -131,6 +131,8 @@ uint32_t hs_depot_count(void);
 /* Cumulative allocations per stack (the allocs profile): count in 1/65536. */
 void hs_depot_count_alloc(uint32_t id, uint64_t count_fp, uint64_t bytes);
 void hs_depot_alloc_stats(uint32_t id, uint64_t *count_fp, uint64_t *bytes);
+void hs_depot_thread_exit(void);
+void hs_depot_after_fork_child(void);
 void hs_depot_lock(void);
 void hs_depot_unlock(void);
 

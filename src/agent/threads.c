@@ -69,6 +69,7 @@ static int reclaimable(const struct hs_thread *t) { return !t->alive && !t->star
  * cancellation). Frames below this point are dead. */
 static void on_thread_exit(void *arg) {
   struct hs_thread *t = arg;
+  hs_depot_thread_exit();
   read_comm(t->tid, t->name);
   t->final_sp = (uintptr_t)__builtin_frame_address(0);
   t->end_ns = hs_now_ns();

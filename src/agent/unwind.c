@@ -359,6 +359,9 @@ static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max
  * step restores it from the stack: in code built without frame pointers
  * rbp is just another register, different at every call. */
 #define STEPS_CACHED 96
+/* rbp is kept XORed with BP_MASK: in code without frame pointers it may
+ * hold a heap pointer, and this thread-local memory is a leak-check root. */
+#define BP_MASK 0xa5a5a5a5a5a5a5a5ull
 struct step {
   uintptr_t cfa, ra, bp, bpat;
   uintptr_t base; /* this step's CFA was computed from rbp */
@@ -389,7 +392,7 @@ static inline void check_flush(void) {
 
 static inline void put_step(struct steps *d, unsigned i, uintptr_t cfa, uintptr_t ra, uintptr_t bp, uintptr_t at,
                             int base) {
-  d->s[i] = (struct step){cfa, ra, bp, at, (uintptr_t)base};
+  d->s[i] = (struct step){cfa, ra, bp ^ BP_MASK, at, (uintptr_t)base};
 }
 
 static inline void move_steps(struct steps *d, unsigned to, const struct steps *s, unsigned from, unsigned n) {
@@ -438,13 +441,13 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     if (!in_agent && out - 1 != j - w->first_out) diverged = 1; /* frames moved */
     /* Verify its later steps where they are. */
     unsigned k = j + 1;
-    int bp_same = w->s.s[j].bp == bp, ended = 0;
+    int bp_same = (w->s.s[j].bp ^ BP_MASK) == bp, ended = 0;
     for (; k < w->nsteps; k++) {
       if (*(const uintptr_t *)(w->s.s[k].cfa - 8) != w->s.s[k].ra) break;
       if (w->s.s[k].base && !bp_same) break;
       if (w->s.s[k].bpat) { /* rbp restored from the stack, whatever it holds */
         bp = *(const uintptr_t *)w->s.s[k].bpat;
-        bp_same = bp == w->s.s[k].bp;
+        bp_same = bp == (w->s.s[k].bp ^ BP_MASK);
       }
       if (!w->s.s[k].ra) {
         ended = 1;
