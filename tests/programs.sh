@@ -61,7 +61,7 @@ verify_unwind() { # NAME STDIN CMD...
   in=$2
   shift 2
   begin "stack reuse equals a fresh walk: $name"
-  (cd "$D" && HEAPSCOPE_OPTIONS=verify_unwind=1 T=120 with_timeout "$HS" run --leak-check=no -- "$@" <"$in" \
+  (cd "$D" && HEAPSCOPE_OPTIONS=${HEAPSCOPE_MAXF:-}verify_unwind=1 T=120 with_timeout "$HS" run --leak-check=no -- "$@" <"$in" \
     >/dev/null 2>"$D/$name.verify") || fail "exit status $?"
   lines=$(grep -c 'verify_unwind: ' "$D/$name.verify")
   [ "$lines" -ge 1 ] || fail "no verify_unwind summary: $(head -c 300 "$D/$name.verify")"
@@ -73,6 +73,7 @@ verify_unwind() { # NAME STDIN CMD...
 }
 verify_unwind stacks-O2 /dev/null "$D/stacks"
 verify_unwind stacks-O0 /dev/null "$D/stacks0"
+HEAPSCOPE_MAXF=max_frames=4, verify_unwind stacks-O2-4-frames /dev/null "$D/stacks"
 verify_unwind sqlite3 "$D/t.sql" sqlite3 :memory:
 verify_unwind python3 /dev/null /usr/bin/python3 "$D/t.py"
 verify_unwind gcc /dev/null gcc -O2 -c "$D/hello.c" -o "$D/hello2.o"

@@ -374,6 +374,7 @@ struct walk {
   unsigned nout;      /* frames it yielded */
   unsigned first_out; /* its first step outside the agent */
   int cont;           /* cut at max frames: may be continued */
+  unsigned lastbase;  /* 1 + the last step whose CFA came from rbp (or more); 0: none */
   uint32_t id;        /* depot id of its frames */
   struct steps s;
 };
@@ -412,7 +413,7 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
   struct walk *w = &last;
   const unsigned old_nout = w->nout;
   uintptr_t lookup = pc;
-  unsigned out = 0, ns = 0, j = 0;
+  unsigned out = 0, ns = 0, j = 0, lb = 0;
   int in_agent = 1, diverged = 0, first_out = -1, cont = 0, merged = 0;
   for (unsigned steps = 0; steps < HS_MAX_FRAMES + 32; steps++) {
     uintptr_t ra, at;
@@ -422,6 +423,7 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     if (HS_UNLIKELY(ns == STEPS_CACHED)) goto fail; /* deeper than the cache */
     struct steps *d = merged ? &w->s : &fresh;
     put_step(d, ns++, sp, ra, bp, at, base);
+    if (base) lb = ns;
     if (!ra) break;
     if (in_agent && !in_agent_text(ra)) in_agent = 0;
     if (!in_agent) {
@@ -442,7 +444,26 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     /* Verify its later steps where they are. */
     unsigned k = j + 1;
     int bp_same = (w->s.s[j].bp ^ BP_MASK) == bp, ended = 0;
-    for (; k < w->nsteps; k++) {
+    if (j + 1 >= w->lastbase) {
+      /* No later step computes its CFA from rbp: only the return address
+       * slots matter. s0 is the first later step that yields a frame. */
+      unsigned s0 = j + 1 > w->first_out ? j + 1 : w->first_out;
+      unsigned lim = s0 + (max - out) < w->nsteps ? s0 + (max - out) : w->nsteps;
+      while (k < lim && *(const uintptr_t *)(w->s.s[k].cfa - 8) == w->s.s[k].ra) k++;
+      out += k > s0 ? k - s0 : 0;
+      if (k == w->nsteps && k > j + 1 && !w->s.s[k - 1].ra) {
+        ended = 1;
+        if (k - 1 >= s0) out--; /* the end mark is not a frame */
+      } else if (out == max) {
+        cont = 1;
+      } else {
+        for (unsigned x = k; x-- > j + 1;) /* rbp as the last verified step left it */
+          if (w->s.s[x].bpat) {
+            bp = *(const uintptr_t *)w->s.s[x].bpat;
+            break;
+          }
+      }
+    } else for (; k < w->nsteps; k++) {
       if (*(const uintptr_t *)(w->s.s[k].cfa - 8) != w->s.s[k].ra) break;
       if (w->s.s[k].base && !bp_same) break;
       if (w->s.s[k].bpat) { /* rbp restored from the stack, whatever it holds */
@@ -465,6 +486,10 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     if (i + 1 + nver > STEPS_CACHED) goto fail;
     unsigned nfirst = first_out >= 0 ? (unsigned)first_out : w->first_out - j + i;
     int was_cont = w->cont, all = k == w->nsteps;
+    if (w->lastbase > j + 1) {
+      unsigned nl = (w->lastbase < k ? w->lastbase : k) + (i - j);
+      if (nl > lb) lb = nl;
+    }
     if (i != j) move_steps(&w->s, i + 1, &w->s, j + 1, nver);
     move_steps(&w->s, 0, &fresh, 0, ns);
     ns += nver;
@@ -483,6 +508,7 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
   w->nout = out;
   w->first_out = first_out < 0 ? ns : (unsigned)first_out;
   w->cont = cont;
+  w->lastbase = lb;
   *same = !diverged && out && out == old_nout;
   if (!*same)
     for (unsigned o = 0; o < out; o++) frames[o] = w->s.s[w->first_out + o].ra;
