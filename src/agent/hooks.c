@@ -30,6 +30,7 @@ static void *bootstrap_alloc(size_t n) {
   n = (n + 63) & ~(size_t)63;
   size_t off = atomic_fetch_add(&bootstrap_used, n);
   if (off + n > sizeof bootstrap_pool) return NULL;
+  hs_filter_add((uintptr_t)(bootstrap_pool + off)); /* free() takes its slow path for it */
   return bootstrap_pool + off;
 }
 static inline int is_bootstrap(const void *p) {
@@ -265,7 +266,7 @@ static HS_COLD void free_slow(void *p) {
 }
 
 HS_EXPORT void free(void *p) {
-  if (HS_LIKELY(hs_sample_fast) && !is_bootstrap(p) && HS_LIKELY(!hs_sampled_filter[hs_filter_slot((uintptr_t)p)]))
+  if (HS_LIKELY(hs_sample_fast) && HS_LIKELY(!hs_sampled_filter[hs_filter_slot((uintptr_t)p)]))
     return hs_real.free(p); /* free(NULL) included */
   free_slow(p);
 }

@@ -227,8 +227,10 @@ extern atomic_uintptr_t hs_arena_heaps[HS_MAX_ARENA_HEAPS];
 extern int hs_sampling;             /* mode=sample */
 extern double hs_sample_rate;
 extern HS_TLS long hs_until_sample; /* bytes left before this thread's next sample */
-extern uint8_t *hs_sampled_filter;  /* counting filter of sampled addresses */
 #define HS_FILTER_BITS 16
+/* counting filter of sampled addresses (and of the bootstrap pool's blocks,
+ * so that sample mode's free() needs no other test) */
+extern uint8_t hs_sampled_filter[1u << HS_FILTER_BITS];
 static inline size_t hs_filter_slot(uintptr_t p) {
   return (size_t)(((uint64_t)(p >> 4) * 0x9E3779B97F4A7C15ull) >> (64 - HS_FILTER_BITS));
 }

@@ -18,20 +18,12 @@
 int hs_sampling;
 double hs_sample_rate = 524288.0;
 HS_TLS long hs_until_sample;
-uint8_t *hs_sampled_filter;
+uint8_t hs_sampled_filter[1u << HS_FILTER_BITS]; /* in .bss: no pointer to load in free() */
 static HS_TLS uint64_t rng;
 
 void hs_sampler_init(void) {
   hs_sampling = hs_opt.mode == HS_MODE_SAMPLE;
   hs_sample_rate = hs_opt.sample_rate ? (double)hs_opt.sample_rate : 524288.0;
-  if (hs_sampling) {
-    hs_sampled_filter = hs_mmap(1u << HS_FILTER_BITS);
-    if (!hs_sampled_filter) {
-      hs_warn("out of memory for the sampler; recording nothing");
-      hs_sampling = 0;
-      atomic_store(&hs_active, 0);
-    }
-  }
 }
 
 static double uniform(void) {
