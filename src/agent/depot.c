@@ -27,14 +27,26 @@ static atomic_uint count; /* ids handed out; id 0 is "no stack" */
 static hs_lock_t lock;
 static atomic_int ready;
 
+/* Four independent lanes: a deep stack's hash is not one long chain of
+ * dependent multiplies. */
 static uint32_t hash_frames(const uintptr_t *f, unsigned n) {
-  uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
-  for (unsigned i = 0; i < n; i++) {
-    h ^= f[i];
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 32;
+  uint64_t h[4] = {0x9E3779B97F4A7C15ull ^ n, 0xC2B2AE3D27D4EB4Full, 0x165667B19E3779F9ull, 0x27D4EB2F165667C5ull};
+  unsigned i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (unsigned l = 0; l < 4; l++) {
+      h[l] ^= f[i + l];
+      h[l] *= 0xff51afd7ed558ccdull;
+      h[l] ^= h[l] >> 32;
+    }
+  for (; i < n; i++) {
+    h[0] ^= f[i];
+    h[0] *= 0xff51afd7ed558ccdull;
+    h[0] ^= h[0] >> 32;
   }
-  return (uint32_t)(h ^ (h >> 29));
+  uint64_t x = h[0] ^ (h[1] * 0x9E3779B97F4A7C15ull) ^ (h[2] * 0xC2B2AE3D27D4EB4Full) ^ (h[3] * 0x165667B19E3779F9ull);
+  x ^= x >> 29;
+  x *= 0xbf58476d1ce4e5b9ull;
+  return (uint32_t)(x ^ (x >> 32));
 }
 
 static int init(void) {

@@ -217,7 +217,7 @@ static HS_COLD uint64_t rule_miss(uintptr_t pc) {
 /* A small per-thread direct-mapped cache in front of the shared one: a hot
  * allocation site walks the same 10-20 return addresses every time, and the
  * shared table (4 MiB) would cost a cache miss per frame. */
-#define L1_BITS 9
+#define L1_BITS 11 /* 32 KiB a thread: big programs (cc1) walk thousands of distinct return addresses */
 struct l1 {
   uintptr_t pc;
   uint64_t rule;
@@ -444,28 +444,13 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     /* Verify its later steps where they are. */
     unsigned k = j + 1;
     int bp_same = (w->s.s[j].bp ^ BP_MASK) == bp, ended = 0;
-    if (j + 1 >= w->lastbase) {
-      /* No later step computes its CFA from rbp: only the return address
-       * slots matter. s0 is the first later step that yields a frame. */
-      unsigned s0 = j + 1 > w->first_out ? j + 1 : w->first_out;
-      unsigned lim = s0 + (max - out) < w->nsteps ? s0 + (max - out) : w->nsteps;
-      while (k < lim && *(const uintptr_t *)(w->s.s[k].cfa - 8) == w->s.s[k].ra) k++;
-      out += k > s0 ? k - s0 : 0;
-      if (k == w->nsteps && k > j + 1 && !w->s.s[k - 1].ra) {
-        ended = 1;
-        if (k - 1 >= s0) out--; /* the end mark is not a frame */
-      } else if (out == max) {
-        cont = 1;
-      } else {
-        for (unsigned x = k; x-- > j + 1;) /* rbp as the last verified step left it */
-          if (w->s.s[x].bpat) {
-            bp = *(const uintptr_t *)w->s.s[x].bpat;
-            break;
-          }
+    int stopped = 0;
+    /* Up to the last step whose CFA came from rbp, rbp is followed too. */
+    for (; k < w->lastbase && k < w->nsteps; k++) {
+      if (*(const uintptr_t *)(w->s.s[k].cfa - 8) != w->s.s[k].ra || (w->s.s[k].base && !bp_same)) {
+        stopped = 1;
+        break;
       }
-    } else for (; k < w->nsteps; k++) {
-      if (*(const uintptr_t *)(w->s.s[k].cfa - 8) != w->s.s[k].ra) break;
-      if (w->s.s[k].base && !bp_same) break;
       if (w->s.s[k].bpat) { /* rbp restored from the stack, whatever it holds */
         bp = *(const uintptr_t *)w->s.s[k].bpat;
         bp_same = bp == (w->s.s[k].bp ^ BP_MASK);
@@ -479,6 +464,26 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
         cont = 1;
         k++;
         break;
+      }
+    }
+    if (!stopped && !ended && !cont && k < w->nsteps) {
+      /* After it only the return address slots matter. s0 is the first
+       * step from here that yields a frame. */
+      unsigned k0 = k, s0 = k > w->first_out ? k : w->first_out;
+      unsigned lim = s0 + (max - out) < w->nsteps ? s0 + (max - out) : w->nsteps;
+      while (k < lim && *(const uintptr_t *)(w->s.s[k].cfa - 8) == w->s.s[k].ra) k++;
+      out += k > s0 ? k - s0 : 0;
+      if (k == w->nsteps && k > k0 && !w->s.s[k - 1].ra) {
+        ended = 1;
+        if (k - 1 >= s0) out--; /* the end mark is not a frame */
+      } else if (out == max) {
+        cont = 1;
+      } else {
+        for (unsigned x = k; x-- > k0;) /* rbp as the last verified step left it */
+          if (w->s.s[x].bpat) {
+            bp = *(const uintptr_t *)w->s.s[x].bpat;
+            break;
+          }
       }
     }
     /* Merge: this walk's own steps, then the verified ones. */
