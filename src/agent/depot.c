@@ -226,7 +226,8 @@ void hs_depot_alloc_stats(uint32_t id, uint64_t *count_fp, uint64_t *bytes) {
       struct tc_slot *sl = &t->s[id & (TC_SLOTS - 1)];
       while ((atomic_load_explicit(&sl->seq, memory_order_acquire) & 1) && ++spins < 1000) __builtin_ia32_pause();
     }
-    /* the sequence numbers before, the entry, the slots, the numbers after */
+    /* the sequence numbers before, the entry, the slots, the numbers after
+     * (with more than 64 caches, those after the 64th are read unchecked) */
     unsigned before[64], n = 0;
     for (struct tcache *t = atomic_load_explicit(&all_tc, memory_order_acquire); t && n < 64; t = t->next)
       before[n++] = atomic_load_explicit(&t->s[id & (TC_SLOTS - 1)].seq, memory_order_acquire);
