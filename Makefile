@@ -71,7 +71,7 @@ test:
 bench:
 	@sh scripts/deps.sh bench
 	@$(MAKE) --no-print-directory all
-	@sh bench/run.sh
+	@bash bench/run.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/heapscope $(DESTDIR)$(PREFIX)/include
