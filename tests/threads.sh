@@ -81,4 +81,11 @@ wait $SRV
 expect_eq "program ended normally" 0 "$?"
 end
 
+begin "threads with the smallest stacks are created as without the agent"
+gcc -O2 -g -pthread -o "$WORK/smallstack" "$ROOT/tests/progs/smallstack.c"
+out=$(T=60 with_timeout "$HS" run --leak-check=no -- "$WORK/smallstack" 2>&1)
+expect_eq "status" 0 "$?"
+expect_match "output" "all threads created" "$out"
+end
+
 echo "SUITE $PASS $FAIL"

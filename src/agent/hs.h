@@ -143,6 +143,7 @@ unsigned hs_unwind(uintptr_t *frames, unsigned max);
  * previous capture of the thread where the stack is the same (unwind.c). */
 uint32_t hs_stack_capture(unsigned max);
 void hs_unwind_verify_summary(void);
+void hs_unwind_thread_exit(void); /* the thread's unwinder state goes to the next thread */
 void hs_unwind_init(void);
 void hs_unwind_flush(void);
 unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, uintptr_t *frames, unsigned max);

@@ -70,6 +70,7 @@ static int reclaimable(const struct hs_thread *t) { return !t->alive && !t->star
 static void on_thread_exit(void *arg) {
   struct hs_thread *t = arg;
   hs_depot_thread_exit();
+  hs_unwind_thread_exit();
   read_comm(t->tid, t->name);
   t->final_sp = (uintptr_t)__builtin_frame_address(0);
   t->end_ns = hs_now_ns();

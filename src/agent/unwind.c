@@ -222,9 +222,77 @@ struct l1 {
   uintptr_t pc;
   uint64_t rule;
 };
-static HS_TLS struct l1 l1[1u << L1_BITS];
-static HS_TLS unsigned l1_gen;
+#define STEPS_CACHED 96
+/* rbp is kept XORed with BP_MASK: in code without frame pointers it may
+ * hold a heap pointer, and this thread-local memory is a leak-check root. */
+#define BP_MASK 0xa5a5a5a5a5a5a5a5ull
+struct step {
+  uintptr_t cfa, ra, bp, bpat;
+  uintptr_t base; /* this step's CFA was computed from rbp */
+};
+struct steps {
+  struct step s[STEPS_CACHED];
+};
+struct walk {
+  unsigned nsteps;    /* 0: nothing to reuse */
+  unsigned nout;      /* frames it yielded */
+  unsigned first_out; /* its first step outside the agent */
+  int cont;           /* cut at max frames: may be continued */
+  unsigned lastbase;  /* 1 + the last step whose CFA came from rbp (or more); 0: none */
+  uint32_t id;        /* depot id of its frames */
+  struct steps s;
+};
+/* Per-thread state, mapped at a thread's first capture and handed on to a
+ * later thread when this one ends. Not in static TLS: 40 KiB there would make
+ * pthread_create fail for threads with small stacks (glibc takes static TLS
+ * out of the requested stack size). */
+struct ustate {
+  struct ustate *next_free;
+  unsigned l1_gen;
+  struct l1 l1[1u << L1_BITS];
+  struct walk last;   /* the last walk, then this one */
+  struct steps fresh; /* this walk's own steps, until merged */
+};
+static HS_TLS struct ustate *us;
+static HS_TLS int us_done; /* the thread is ending: no new state */
+static struct ustate *us_free;
+static hs_lock_t us_lock;
 static atomic_uint flush_gen;
+
+static HS_COLD struct ustate *us_take(void) {
+  if (us_done) return NULL;
+  /* Never waits: a signal handler's capture may interrupt this very code. */
+  struct ustate *u = NULL;
+  int z = 0;
+  if (atomic_compare_exchange_strong_explicit(&us_lock.v, &z, 1, memory_order_acquire, memory_order_relaxed)) {
+    u = us_free;
+    if (u) us_free = u->next_free;
+    hs_unlock(&us_lock);
+  }
+  if (!u) {
+    u = hs_mmap(sizeof *u);
+    if (!u) return NULL;
+    u->l1_gen = atomic_load(&flush_gen) - 1; /* emptied at first use */
+  }
+  u->last.nsteps = u->last.nout = 0; /* the last walk was another thread's */
+  unsigned g = atomic_load(&flush_gen);
+  if (u->l1_gen != g) { /* code may have moved since it was last used */
+    memset(u->l1, 0, sizeof u->l1);
+    u->l1_gen = g;
+  }
+  return us = u;
+}
+
+void hs_unwind_thread_exit(void) {
+  us_done = 1;
+  struct ustate *u = us;
+  us = NULL;
+  if (!u) return;
+  hs_lock(&us_lock);
+  u->next_free = us_free;
+  us_free = u;
+  hs_unlock(&us_lock);
+}
 
 static inline uint64_t rule_shared(uintptr_t pc) {
   size_t i = slot_of(pc);
@@ -237,7 +305,9 @@ static inline uint64_t rule_shared(uintptr_t pc) {
 }
 
 static inline uint64_t rule_for(uintptr_t pc) {
-  struct l1 *e = &l1[(pc ^ (pc >> L1_BITS)) & ((1u << L1_BITS) - 1)];
+  struct ustate *u = us;
+  if (HS_UNLIKELY(!u) && !(u = us_take())) return rule_shared(pc);
+  struct l1 *e = &u->l1[(pc ^ (pc >> L1_BITS)) & ((1u << L1_BITS) - 1)];
   if (HS_LIKELY(e->pc == pc)) return e->rule;
   uint64_t r = rule_shared(pc);
   e->pc = pc;
@@ -314,7 +384,7 @@ static inline int step(uintptr_t lookup, uintptr_t *sp, uintptr_t *bp, uintptr_t
 
 static inline int in_agent_text(uintptr_t ra) { return ra >= hs_self_text_start && ra < hs_self_text_end; }
 
-static inline void check_flush(void);
+static inline void check_flush(struct ustate *u);
 
 /* Returns the count, or -1 when the walk must be redone by libunwind. */
 static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max) {
@@ -323,7 +393,8 @@ static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max
   __asm__ volatile("mov %%rbp, %2\n\tlea 0(%%rip), %0\n\tmov %%rsp, %1" : "=&r"(pc), "=&r"(sp), "=&r"(bp));
   if (HS_UNLIKELY(!stack_hi) && stack_bounds()) return -1;
   if (sp < stack_lo || sp >= stack_hi) return -1; /* signal stack, fibers */
-  check_flush();
+  struct ustate *u = us ? us : us_take();
+  if (u) check_flush(u);
   uintptr_t lookup = pc; /* the first pc is not a return address */
   unsigned out = 0;
   int in_agent = 1;
@@ -358,36 +429,14 @@ static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max
  * rbp counts only where a later step computes its CFA from it before any
  * step restores it from the stack: in code built without frame pointers
  * rbp is just another register, different at every call. */
-#define STEPS_CACHED 96
-/* rbp is kept XORed with BP_MASK: in code without frame pointers it may
- * hold a heap pointer, and this thread-local memory is a leak-check root. */
-#define BP_MASK 0xa5a5a5a5a5a5a5a5ull
-struct step {
-  uintptr_t cfa, ra, bp, bpat;
-  uintptr_t base; /* this step's CFA was computed from rbp */
-};
-struct steps {
-  struct step s[STEPS_CACHED];
-};
-struct walk {
-  unsigned nsteps;    /* 0: nothing to reuse */
-  unsigned nout;      /* frames it yielded */
-  unsigned first_out; /* its first step outside the agent */
-  int cont;           /* cut at max frames: may be continued */
-  unsigned lastbase;  /* 1 + the last step whose CFA came from rbp (or more); 0: none */
-  uint32_t id;        /* depot id of its frames */
-  struct steps s;
-};
-static HS_TLS struct walk last;   /* the last walk, then this one */
-static HS_TLS struct steps fresh; /* this walk's own steps, until merged */
 static HS_TLS unsigned char walk_busy;
 
-static inline void check_flush(void) {
+static inline void check_flush(struct ustate *u) {
   unsigned g = atomic_load_explicit(&flush_gen, memory_order_relaxed);
-  if (HS_UNLIKELY(g != l1_gen)) {
-    memset(l1, 0, sizeof l1);
-    l1_gen = g;
-    last.nsteps = last.nout = 0; /* code may have moved */
+  if (HS_UNLIKELY(g != u->l1_gen)) {
+    memset(u->l1, 0, sizeof u->l1);
+    u->l1_gen = g;
+    u->last.nsteps = u->last.nout = 0; /* code may have moved */
   }
 }
 
@@ -409,8 +458,11 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
   *same = 0;
   if (HS_UNLIKELY(!stack_hi) && stack_bounds()) return -1;
   if (sp < stack_lo || sp >= stack_hi) return -1;
-  check_flush();
-  struct walk *w = &last;
+  struct ustate *u = us ? us : us_take();
+  if (!u) return -1;
+  check_flush(u);
+  struct walk *w = &u->last;
+  struct steps *fresh = &u->fresh;
   const unsigned old_nout = w->nout;
   uintptr_t lookup = pc;
   unsigned out = 0, ns = 0, j = 0, lb = 0;
@@ -421,7 +473,7 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     if (HS_UNLIKELY(st < 0)) goto fail;
     if (!st) break;
     if (HS_UNLIKELY(ns == STEPS_CACHED)) goto fail; /* deeper than the cache */
-    struct steps *d = merged ? &w->s : &fresh;
+    struct steps *d = merged ? &w->s : fresh;
     put_step(d, ns++, sp, ra, bp, at, base);
     if (base) lb = ns;
     if (!ra) break;
@@ -496,7 +548,7 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
       if (nl > lb) lb = nl;
     }
     if (i != j) move_steps(&w->s, i + 1, &w->s, j + 1, nver);
-    move_steps(&w->s, 0, &fresh, 0, ns);
+    move_steps(&w->s, 0, fresh, 0, ns);
     ns += nver;
     if (nver) first_out = (int)nfirst;
     merged = 1;
@@ -508,7 +560,7 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     lookup = w->s.s[ns - 1].ra - 1;
     in_agent = first_out < 0 || ns - 1 < (unsigned)first_out;
   }
-  if (!merged) move_steps(&w->s, 0, &fresh, 0, ns);
+  if (!merged) move_steps(&w->s, 0, fresh, 0, ns);
   w->nsteps = ns;
   w->nout = out;
   w->first_out = first_out < 0 ? ns : (unsigned)first_out;
@@ -609,19 +661,22 @@ uint32_t hs_stack_capture(unsigned max) {
   uintptr_t frames[HS_MAX_FRAMES];
   if (HS_UNLIKELY(selftest_pending)) run_self_test();
   /* A signal handler's capture inside a capture does without the cache. */
-  if (!hs_fast_unwind || !cache || HS_UNLIKELY(walk_busy)) return hs_depot_put(frames, hs_unwind(frames, max));
+  struct ustate *u = us;
+  if (!hs_fast_unwind || !cache || HS_UNLIKELY(walk_busy) || (HS_UNLIKELY(!u) && !(u = us_take())))
+    return hs_depot_put(frames, hs_unwind(frames, max));
   walk_busy = 1;
   int same;
-  uint32_t prev_id = last.id;
+  uint32_t prev_id = u->last.id;
   int n = cached_unwind(frames, max, &same);
   if (HS_UNLIKELY(n < 0)) {
     same = 0;
     n = (int)hs_unwind(frames, max);
   }
   if (HS_UNLIKELY(hs_opt.verify_unwind)) verify(frames, (unsigned)n, max, same && prev_id, prev_id);
-  last.id = same && prev_id ? prev_id : hs_depot_put(frames, (unsigned)n);
+  uint32_t id = same && prev_id ? prev_id : hs_depot_put(frames, (unsigned)n);
+  u->last.id = id;
   walk_busy = 0;
-  return last.id;
+  return id;
 }
 
 /* ---- init --------------------------------------------------------------- */
