@@ -156,7 +156,7 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
   size_t nthr = final ? hs_threads_snapshot(&thr, 0, 0) : 0;
   /* Sample mode knows only sampled blocks: pointers held in the others
    * would be missed, so there is no leak check, only profiles. */
-  if (!hs_sampling && (hs_opt.leak_check != HS_LC_NO || !final) && hs_leak_check(&res, sp))
+  if (!hs_sampling && (hs_opt.leak_check != HS_LC_NO || !final) && hs_leak_check(&res, sp, final && !hs_opt.output))
     hs_warn("leak check failed (out of memory?); reporting totals only");
   if (final) {
     hs_sample_fast = 0;

@@ -99,6 +99,7 @@ void hs_write_all(int fd, const char *buf, size_t len);
 void *hs_mmap(size_t size);             /* zeroed, page-granular, registered */
 void *hs_mmap_populated(size_t size);   /* the same, every page faulted in now */
 void hs_munmap(void *p, size_t size);
+int hs_mmove(void *from, size_t size, size_t len, void *to);
 void *hs_alloc(size_t size);            /* bump allocation, never freed; 16-aligned */
 char *hs_strdup(const char *s);
 /* Is [p, p+len) inside memory the agent mapped for itself? */
@@ -169,6 +170,10 @@ void hs_table_insert(uintptr_t addr, uint64_t meta);
 /* Removes addr; returns 1 and its meta when it was live. */
 int hs_table_remove(uintptr_t addr, uint64_t *meta);
 int hs_table_lookup(uintptr_t addr, uint64_t *meta);
+/* For the last check (locked table): every live block as (addr, meta) in
+ * one mapping made of the table's own pages; the table is empty after. See
+ * table.c. NULL when it cannot (the table is then untouched). */
+void *hs_table_take(size_t *n, size_t *total, size_t *bytes);
 int hs_table_set_flag(uintptr_t addr, uint64_t flag);
 void hs_table_lock_all(void);
 void hs_table_unlock_all(void);
@@ -330,7 +335,9 @@ struct hs_leak_result {
 /* Runs the whole check: stop the world, scan, classify, resume. sp is the
  * calling thread's stack pointer at the public entry point (frames below it
  * belong to the agent and are not roots). */
-int hs_leak_check(struct hs_leak_result *res, uintptr_t sp);
+/* take_table: the last check of the process may use up the block table
+ * (hs_table_take), which is empty afterwards. */
+int hs_leak_check(struct hs_leak_result *res, uintptr_t sp, int take_table);
 void hs_leak_result_free(struct hs_leak_result *res);
 
 /* ---- profile.c: the agent's side of profiles and the HTTP server ------- */

@@ -52,6 +52,7 @@ static struct {
   struct blk *b;
   uint8_t *st; /* per block: state (2 bits), F_PENDING */
   size_t n, cap;
+  size_t taken_bytes;         /* the blocks are the table's own pages (last check) */
   uintptr_t lo, hi;           /* [lowest block start, highest block end) */
   uint64_t *pg_key;           /* page hash: key = page number + 1 */
   uint32_t *pg_val;           /* index of the first block starting in the page */
@@ -595,7 +596,7 @@ static int group(struct hs_leak_result *res) {
 }
 
 static void release(void) {
-  if (C.b) hs_munmap(C.b, C.cap * sizeof *C.b);
+  if (C.b) hs_munmap(C.b, C.taken_bytes ? C.taken_bytes : C.cap * sizeof *C.b);
   if (C.pg_key) hs_munmap(C.pg_key, (C.pg_mask + 1) * sizeof *C.pg_key);
   if (C.pg_val) hs_munmap(C.pg_val, (C.pg_mask + 1) * sizeof *C.pg_val);
   if (C.stack) hs_munmap(C.stack, (C.n + 1) * sizeof *C.stack);
@@ -609,7 +610,7 @@ static void release(void) {
   memset(&C, 0, sizeof C);
 }
 
-int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp) {
+int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp, int take_table) {
   int saved_guard = hs_in_agent;
   hs_in_agent = 1;
   memset(res, 0, sizeof *res);
@@ -624,8 +625,15 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp) {
   for (size_t i = 0; i < nth; i++) res->nthreads_unstopped += !th[i].stopped;
   res->nthreads = nth + 1;
 
-  C.cap = hs_table_count() + 1;
-  C.b = hs_mmap_populated(C.cap * sizeof *C.b);
+  size_t live = 0, total = 0;
+  if (take_table && (C.b = hs_table_take(&live, &total, &C.taken_bytes))) {
+    C.n = total; /* the blocks, then filler entries that sort last */
+  } else {
+    C.cap = hs_table_count() + 1;
+    C.b = hs_mmap_populated(C.cap * sizeof *C.b);
+    if (C.b) hs_table_foreach(collect, NULL);
+    live = C.n;
+  }
   struct sigaction fa, old_segv, old_bus;
   memset(&fa, 0, sizeof fa);
   fa.sa_sigaction = on_fault;
@@ -634,8 +642,8 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp) {
   sigaction(SIGBUS, &fa, &old_bus);
 
   if (!C.b) goto out;
-  hs_table_foreach(collect, NULL);
   if (C.n && sort_blocks()) goto out;
+  C.n = live;
   if (read_maps()) goto out;
   if (C.n) {
     C.lo = C.b[0].addr;

@@ -127,6 +127,55 @@ int hs_table_set_flag(uintptr_t addr, uint64_t flag) {
   return e != NULL;
 }
 
+/* The last check needs every live block in one array, sorted. Copying 8
+ * million blocks into fresh memory costs more than the sort in a VM, where
+ * first-touch pages are dear; the table's own pages are already there. Each
+ * shard's live slots are packed to the front of its array and those pages
+ * moved side by side into one mapping (mremap: no copy). The ends of the
+ * last pages are filled with an address above every block, so that they
+ * sort last: the first n entries are the blocks. */
+void *hs_table_take(size_t *n, size_t *total, size_t *bytes) {
+  size_t need = 0, live = 0;
+  for (unsigned i = 0; i < NSHARDS; i++)
+    need += ((size_t)shards[i].count * sizeof(struct slot) + 4095) & ~(size_t)4095;
+  if (!need) return NULL;
+  char *r = hs_mmap(need);
+  if (!r) return NULL;
+  uintptr_t hi = 0;
+  for (unsigned i = 0; i < NSHARDS; i++) {
+    struct shard *s = &shards[i];
+    uint32_t k = 0;
+    for (uint32_t j = 0; s->count && j < s->cap; j++)
+      if (s->slots[j].addr) {
+        if (s->slots[j].addr > hi) hi = s->slots[j].addr;
+        s->slots[k++] = s->slots[j];
+      }
+    live += k;
+  }
+  size_t off = 0;
+  for (unsigned i = 0; i < NSHARDS; i++) {
+    struct shard *s = &shards[i];
+    if (!s->cap) continue;
+    size_t len = ((size_t)s->count * sizeof(struct slot) + 4095) & ~(size_t)4095;
+    if (len) {
+      for (size_t j = s->count; j < len / sizeof(struct slot); j++) s->slots[j] = (struct slot){hi + 16, 0};
+      if (hs_mmove(s->slots, (size_t)s->cap * sizeof(struct slot), len, r + off)) {
+        memcpy(r + off, s->slots, len);
+        hs_munmap(s->slots, (size_t)s->cap * sizeof(struct slot));
+      }
+      off += len;
+    } else {
+      hs_munmap(s->slots, (size_t)s->cap * sizeof(struct slot));
+    }
+    s->slots = NULL;
+    s->cap = s->count = 0;
+  }
+  *n = live;
+  *total = off / sizeof(struct slot);
+  *bytes = need;
+  return r;
+}
+
 void hs_table_lock_all(void) {
   for (unsigned i = 0; i < NSHARDS; i++) hs_lock(&shards[i].lock);
 }
