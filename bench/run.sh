@@ -9,6 +9,7 @@ B=build/bench
 mkdir -p "$B"
 HS=$PWD/build/heapscope
 RUNS=${RUNS:-5}
+SRUNS=${SRUNS:-10}
 CFLAGS="-O2 -g -fomit-frame-pointer -pthread"
 gcc $CFLAGS -o $B/mallocbench bench/mallocbench.c
 gcc $CFLAGS -o $B/exitcheck bench/exitcheck.c
@@ -63,27 +64,35 @@ for i in "${!NAMES[@]}"; do
     -n alone "$cmd" \
     -n heapscope "$HS run --leak-check=summary -- $cmd" \
     -n "heapscope (libunwind only)" "env HEAPSCOPE_OPTIONS=fast_unwind=0 $HS run --leak-check=summary -- $cmd" \
-    -n "heapscope sample" "$HS run --mode=sample -- $cmd" \
     -n heaptrack "heaptrack -o $PWD/$B/ht $cmd" \
+    >/dev/null 2>&1 || true
+  # Sampling costs a few percent: more runs, and CPU time (user + system)
+  # beside wall time, which this VM's steal time disturbs more.
+  hyperfine -N --prepare "$prep" -w 1 -r "$SRUNS" --export-json $B/s.json \
+    -n "alone" "$cmd" \
+    -n "heapscope sample" "$HS run --mode=sample -- $cmd" \
     ${JE:+-n jemalloc "env LD_PRELOAD=$JE $cmd"} \
     ${JE:+-n "jemalloc prof" "env LD_PRELOAD=$JE MALLOC_CONF=prof:true,lg_prof_sample:19 $cmd"} \
     >/dev/null 2>&1 || true
   hyperfine -N --prepare "$prep" -r "$vruns" --export-json $B/v.json \
     -n memcheck "valgrind --leak-check=full $cmd" >/dev/null 2>&1 || true
   rm -f $PWD/$B/ht.*
-  python3 - "$name" "$allocs" $B/h.json $B/v.json >>"$results" <<'PY'
+  python3 - "$name" "$allocs" $B/h.json $B/v.json $B/s.json >>"$results" <<'PY'
 import json, sys
 name, allocs = sys.argv[1], int(sys.argv[2])
-t = {}
-for f in sys.argv[3:]:
+def load(f, key):
     try:
-        for r in json.load(open(f))["results"]:
-            t[r["command"]] = r["mean"]
+        return {r["command"]: key(r) for r in json.load(open(f))["results"]}
     except Exception:
-        pass
-print("\t".join([name, str(allocs)] + [f"{t.get(k, float('nan')):.4f}" for k in
-      ["alone", "heapscope", "heapscope (libunwind only)", "heaptrack", "memcheck", "heapscope sample",
-       "jemalloc", "jemalloc prof"]]))
+        return {}
+t = load(sys.argv[3], lambda r: r["median"])
+t.update(load(sys.argv[4], lambda r: r["median"]))
+sw = load(sys.argv[5], lambda r: r["median"])
+sc = load(sys.argv[5], lambda r: r["user"] + r["system"])
+row = [t.get(k, float("nan")) for k in ["alone", "heapscope", "heapscope (libunwind only)", "heaptrack", "memcheck"]]
+row += [sw.get(k, float("nan")) for k in ["alone", "heapscope sample", "jemalloc", "jemalloc prof"]]
+row += [sc.get(k, float("nan")) for k in ["alone", "heapscope sample", "jemalloc", "jemalloc prof"]]
+print("\t".join([name, str(allocs)] + [f"{x:.4f}" for x in row]))
 PY
 done
 
@@ -98,7 +107,7 @@ rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 m_alone=$(rss $B/exitcheck 2000000)
 m_hs=$(rss $HS run --leak-check=no -- $B/exitcheck 2000000)
 # The exit check against LeakSanitizer: 8M blocks (1 GiB) reachable from one list.
-hyperfine -N -w 1 -r 3 --export-json $B/x.json \
+hyperfine -N -w 1 -r 5 --export-json $B/x.json \
   -n alone "$B/exitcheck" \
   -n "heapscope, no check" "$HS run --leak-check=no -- $B/exitcheck" \
   -n "heapscope, check" "$HS run --leak-check=summary -- $B/exitcheck" \
@@ -109,31 +118,36 @@ python3 - "$results" "$m_alone" "$m_hs" $B/x.json $B/t.json <<'PY' | tee bench/r
 import json, sys, datetime
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 print(f"# heapscope benchmark ({datetime.date.today()}, `make bench`)\n")
-print("Mean wall time of one run (hyperfine); added ns per allocation = (tool - alone) / allocations.\n")
+print("Median wall time of a run (hyperfine); added ns per allocation = (tool - alone) / allocations.\n")
 print("Full tracking (every allocation, complete stacks):\n")
 print("| workload | allocations | alone | heapscope | ns/alloc | libunwind only | ns/alloc | heaptrack | ns/alloc | memcheck | slowdown |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     name, n = r[0], int(r[1])
-    a, h, hl, ht, vg, hs, je, jp = map(float, r[2:])
+    a, h, hl, ht, vg = map(float, r[2:7])
     ns = lambda x: f"{(x - a) / n * 1e9:.0f}" if n else "-"
     print(f"| {name} | {n:,} | {a:.3f} s | {h:.3f} s ({h/a:.2f}x) | {ns(h)} | {hl:.3f} s | {ns(hl)} | "
           f"{ht:.3f} s ({ht/a:.2f}x) | {ns(ht)} | {vg:.2f} s | {vg/a:.0f}x |")
 print("\nSampling (mean 512 KiB between samples), beside jemalloc's own sampling profiler "
-      "(prof:true,lg_prof_sample:19, against jemalloc without prof):\n")
-print("| workload | alone | heapscope sample | added | jemalloc | jemalloc prof | added |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+      "(prof:true,lg_prof_sample:19, against jemalloc without prof); its own hyperfine run, "
+      "median wall time and mean CPU time (user + system):\n")
+print("| workload | alone | heapscope sample | added (wall) | added (CPU) | jemalloc | jemalloc prof | added (wall) | added (CPU) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
-    name, n = r[0], int(r[1])
-    a, h, hl, ht, vg, hs, je, jp = map(float, r[2:])
-    print(f"| {name} | {a:.3f} s | {hs:.3f} s | {(hs/a-1)*100:+.1f}% | {je:.3f} s | {jp:.3f} s | {(jp/je-1)*100:+.1f}% |")
-x = {r["command"]: r["mean"] for r in json.load(open(sys.argv[4]))["results"]}
+    name = r[0]
+    a, hs, je, jp, ac, hc, jc, pc = map(float, r[7:15])
+    print(f"| {name} | {a:.3f} s | {hs:.3f} s | {(hs/a-1)*100:+.1f}% | {(hc/ac-1)*100:+.1f}% | {je:.3f} s | {jp:.3f} s | "
+          f"{(jp/je-1)*100:+.1f}% | {(pc/jc-1)*100:+.1f}% |")
+xr = json.load(open(sys.argv[4]))["results"]
+x = {r["command"]: r["median"] for r in xr}
+xc = {r["command"]: r["user"] + r["system"] for r in xr}
 print()
-print(f"Exit check, 8 million blocks (1 GiB) reachable through one global list: heapscope "
-      f"{x['heapscope, check'] - x['heapscope, no check']:.2f} s, LeakSanitizer "
-      f"{x['lsan, check'] - x['lsan, no check']:.2f} s (each: run with the check minus run without).\n")
+print(f"Exit check, 8 million blocks (1 GiB) reachable through one global list (each: run with the check "
+      f"minus run without; median wall, mean CPU): heapscope "
+      f"{x['heapscope, check'] - x['heapscope, no check']:.2f} s wall, {xc['heapscope, check'] - xc['heapscope, no check']:.2f} s CPU; "
+      f"LeakSanitizer {x['lsan, check'] - x['lsan, no check']:.2f} s wall, {xc['lsan, check'] - xc['lsan, no check']:.2f} s CPU.\n")
 ma, mh = int(sys.argv[2]), int(sys.argv[3])
-t = {r["command"]: r["mean"] for r in json.load(open(sys.argv[5]))["results"]}
+t = {r["command"]: r["median"] for r in json.load(open(sys.argv[5]))["results"]}
 print(f"Thread churn, 10,000 threads created and joined: alone {t['alone']:.3f} s, under heapscope "
       f"{t['heapscope']:.3f} s ({t['heapscope']/t['alone']:.2f}x).\n")
 print(f"Peak RSS with 2 million live blocks of 128 bytes: alone {ma/1024:.0f} MiB, under heapscope {mh/1024:.0f} MiB "
