@@ -66,14 +66,13 @@ for i in "${!NAMES[@]}"; do
     -n "heapscope (libunwind only)" "env HEAPSCOPE_OPTIONS=fast_unwind=0 $HS run --leak-check=summary -- $cmd" \
     -n heaptrack "heaptrack -o $PWD/$B/ht $cmd" \
     >/dev/null 2>&1 || true
-  # Sampling costs a few percent: more runs, and CPU time (user + system)
-  # beside wall time, which this VM's steal time disturbs more.
-  hyperfine -N --prepare "$prep" -w 1 -r "$SRUNS" --export-json $B/s.json \
-    -n "alone" "$cmd" \
-    -n "heapscope sample" "$HS run --mode=sample -- $cmd" \
-    ${JE:+-n jemalloc "env LD_PRELOAD=$JE $cmd"} \
-    ${JE:+-n "jemalloc prof" "env LD_PRELOAD=$JE MALLOC_CONF=prof:true,lg_prof_sample:19 $cmd"} \
-    >/dev/null 2>&1 || true
+  # Sampling costs a few percent: more runs, interleaved (bench/interleave.py),
+  # CPU time beside wall time, medians and minimums.
+  python3 bench/interleave.py "$SRUNS" $B/s.json --prepare "$prep" \
+    "alone=$cmd" \
+    "heapscope sample=$HS run --mode=sample -- $cmd" \
+    ${JE:+"jemalloc=env LD_PRELOAD=$JE $cmd"} \
+    ${JE:+"jemalloc prof=env LD_PRELOAD=$JE MALLOC_CONF=prof:true,lg_prof_sample:19 $cmd"} || true
   hyperfine -N --prepare "$prep" -r "$vruns" --export-json $B/v.json \
     -n memcheck "valgrind --leak-check=full $cmd" >/dev/null 2>&1 || true
   rm -f $PWD/$B/ht.*
@@ -87,11 +86,17 @@ def load(f, key):
         return {}
 t = load(sys.argv[3], lambda r: r["median"])
 t.update(load(sys.argv[4], lambda r: r["median"]))
-sw = load(sys.argv[5], lambda r: r["median"])
-sc = load(sys.argv[5], lambda r: r["user"] + r["system"])
+try:
+    sj = json.load(open(sys.argv[5]))
+except Exception:
+    sj = {}
+sw = {k: v["wall_median"] for k, v in sj.items()}
+sc = {k: v["cpu_median"] for k, v in sj.items()}
+sm = {k: v["cpu_min"] for k, v in sj.items()}
 row = [t.get(k, float("nan")) for k in ["alone", "heapscope", "heapscope (libunwind only)", "heaptrack", "memcheck"]]
 row += [sw.get(k, float("nan")) for k in ["alone", "heapscope sample", "jemalloc", "jemalloc prof"]]
 row += [sc.get(k, float("nan")) for k in ["alone", "heapscope sample", "jemalloc", "jemalloc prof"]]
+row += [sm.get(k, float("nan")) for k in ["alone", "heapscope sample", "jemalloc", "jemalloc prof"]]
 print("\t".join([name, str(allocs)] + [f"{x:.4f}" for x in row]))
 PY
 done
@@ -129,15 +134,15 @@ for r in rows:
     print(f"| {name} | {n:,} | {a:.3f} s | {h:.3f} s ({h/a:.2f}x) | {ns(h)} | {hl:.3f} s | {ns(hl)} | "
           f"{ht:.3f} s ({ht/a:.2f}x) | {ns(ht)} | {vg:.2f} s | {vg/a:.0f}x |")
 print("\nSampling (mean 512 KiB between samples), beside jemalloc's own sampling profiler "
-      "(prof:true,lg_prof_sample:19, against jemalloc without prof); its own hyperfine run, "
-      "median wall time and mean CPU time (user + system):\n")
-print("| workload | alone | heapscope sample | added (wall) | added (CPU) | jemalloc | jemalloc prof | added (wall) | added (CPU) |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "(prof:true,lg_prof_sample:19, against jemalloc without prof); interleaved runs "
+      "(bench/interleave.py), median wall time, and the added CPU time (user + system) by median and by minimum:\n")
+print("| workload | alone | heapscope sample | added: wall | CPU median | CPU min | jemalloc | jemalloc prof | added: wall | CPU median | CPU min |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     name = r[0]
-    a, hs, je, jp, ac, hc, jc, pc = map(float, r[7:15])
-    print(f"| {name} | {a:.3f} s | {hs:.3f} s | {(hs/a-1)*100:+.1f}% | {(hc/ac-1)*100:+.1f}% | {je:.3f} s | {jp:.3f} s | "
-          f"{(jp/je-1)*100:+.1f}% | {(pc/jc-1)*100:+.1f}% |")
+    a, hs, je, jp, ac, hc, jc, pc, am, hm, jm, pm = map(float, r[7:19])
+    print(f"| {name} | {a:.3f} s | {hs:.3f} s | {(hs/a-1)*100:+.1f}% | {(hc/ac-1)*100:+.1f}% | {(hm/am-1)*100:+.1f}% | "
+          f"{je:.3f} s | {jp:.3f} s | {(jp/je-1)*100:+.1f}% | {(pc/jc-1)*100:+.1f}% | {(pm/jm-1)*100:+.1f}% |")
 xr = json.load(open(sys.argv[4]))["results"]
 x = {r["command"]: r["median"] for r in xr}
 xc = {r["command"]: r["user"] + r["system"] for r in xr}
