@@ -288,7 +288,15 @@ void hs_unwind_thread_exit(void) {
   struct ustate *u = us;
   us = NULL;
   if (!u) return;
-  hs_lock(&us_lock);
+  /* Waits a little only: after a fork the lock may belong to a thread that
+   * does not exist in the child. A state that cannot be handed on stays
+   * mapped, unused. */
+  for (int tries = 0;; tries++) {
+    int z = 0;
+    if (atomic_compare_exchange_weak_explicit(&us_lock.v, &z, 1, memory_order_acquire, memory_order_relaxed)) break;
+    if (tries == 10000) return;
+    __builtin_ia32_pause();
+  }
   u->next_free = us_free;
   us_free = u;
   hs_unlock(&us_lock);
