@@ -74,6 +74,16 @@ verify_unwind() { # NAME STDIN CMD...
 verify_unwind stacks-O2 /dev/null "$D/stacks"
 verify_unwind stacks-O0 /dev/null "$D/stacks0"
 HEAPSCOPE_MAXF=max_frames=4, verify_unwind stacks-O2-4-frames /dev/null "$D/stacks"
+# dlopen/dlclose of two libraries that load at the same address in turn
+gcc -O2 -g -shared -fPIC -DLIB_A -o "$D/libdlswap_a.so" "$ROOT/tests/progs/dlswap.c"
+gcc -O2 -g -shared -fPIC -DLIB_B -o "$D/libdlswap_b.so" "$ROOT/tests/progs/dlswap.c"
+gcc -O2 -g -o "$D/dlswap" "$ROOT/tests/progs/dlswap.c" -ldl
+verify_unwind dlopen-dlclose /dev/null "$D/dlswap" "$D/libdlswap_a.so" "$D/libdlswap_b.so"
+begin "dlclose: no mapping of an unloaded library stays behind"
+out=$(T=60 with_timeout "$HS" run --leak-check=no -- "$D/dlswap" "$D/libdlswap_a.so" "$D/libdlswap_b.so" 2>/dev/null)
+expect_eq "status" 0 "$?"
+expect_match "mappings" "mappings of unloaded libraries: 0" "$out"
+end
 verify_unwind sqlite3 "$D/t.sql" sqlite3 :memory:
 verify_unwind python3 /dev/null /usr/bin/python3 "$D/t.py"
 verify_unwind gcc /dev/null gcc -O2 -c "$D/hello.c" -o "$D/hello2.o"

@@ -92,6 +92,8 @@ static struct {
   int (*cfi_addrframe)(Dwarf_CFI *, Dwarf_Addr, Dwarf_Frame **);
   int (*frame_cfa)(Dwarf_Frame *, Dwarf_Op **, size_t *);
   int (*frame_register)(Dwarf_Frame *, int, Dwarf_Op *, Dwarf_Op **, size_t *);
+  int (*cfi_end)(Dwarf_CFI *);
+  int (*elf_end)(Elf *);
   int state; /* 0 not tried, 1 loaded, -1 unavailable */
 } dw;
 
@@ -106,7 +108,10 @@ static int load_libdw(void) {
   dw.cfi_addrframe = (int (*)(Dwarf_CFI *, Dwarf_Addr, Dwarf_Frame **))dlsym(d, "dwarf_cfi_addrframe");
   dw.frame_cfa = (int (*)(Dwarf_Frame *, Dwarf_Op **, size_t *))dlsym(d, "dwarf_frame_cfa");
   dw.frame_register = (int (*)(Dwarf_Frame *, int, Dwarf_Op *, Dwarf_Op **, size_t *))dlsym(d, "dwarf_frame_register");
-  if (!dw.elf_version || !dw.elf_begin || !dw.getcfi_elf || !dw.cfi_addrframe || !dw.frame_cfa || !dw.frame_register)
+  dw.cfi_end = (int (*)(Dwarf_CFI *))dlsym(d, "dwarf_cfi_end");
+  dw.elf_end = (int (*)(Elf *))dlsym(e, "elf_end");
+  if (!dw.elf_version || !dw.elf_begin || !dw.getcfi_elf || !dw.cfi_addrframe || !dw.frame_cfa || !dw.frame_register ||
+      !dw.cfi_end || !dw.elf_end)
     return 0;
   dw.elf_version(EV_CURRENT);
   dw.state = 1;
@@ -329,7 +334,19 @@ void hs_unwind_flush(void) {
   hs_lock(&miss_lock);
   for (size_t i = 0; i < (1u << CACHE_BITS); i++) atomic_store_explicit(&cache[i].pc, 0, memory_order_relaxed);
   atomic_fetch_add(&flush_gen, 1); /* per-thread caches notice and empty */
-  nmodules = 0; /* handles are leaked: a racing reader may still use them */
+  /* Every user of the modules holds miss_lock: they can go. Keeping them
+   * would keep each unloaded library's file mapped (ELF_C_READ_MMAP), one
+   * mapping a dlopen/dlclose cycle, until the process runs out of them. */
+  int saved = hs_in_agent;
+  hs_in_agent = 1;
+  for (int i = 0; i < nmodules; i++) {
+    if (modules[i].cfi) dw.cfi_end(modules[i].cfi);
+    if (modules[i].elf) dw.elf_end(modules[i].elf);
+    modules[i].cfi = NULL;
+    modules[i].elf = NULL;
+  }
+  hs_in_agent = saved;
+  nmodules = 0;
   hs_unlock(&miss_lock);
 }
 
