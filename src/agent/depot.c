@@ -177,6 +177,11 @@ void hs_depot_after_fork_child(void) {
   }
 }
 
+static void entry_add(struct entry *e, uint64_t count_fp, uint64_t bytes) {
+  atomic_fetch_add_explicit(&e->alloc_count_fp, count_fp, memory_order_relaxed);
+  atomic_fetch_add_explicit(&e->alloc_bytes, bytes, memory_order_relaxed);
+}
+
 #define ADD(field, v) \
   atomic_store_explicit(&field, atomic_load_explicit(&field, memory_order_relaxed) + (v), memory_order_relaxed)
 
@@ -185,9 +190,7 @@ void hs_depot_count_alloc(uint32_t id, uint64_t count_fp, uint64_t bytes) {
   struct tcache *t = my_tc;
   if (HS_UNLIKELY(!t) && !(t = tc_take())) {
     struct entry *e = entry_of(id);
-    if (!e) return;
-    atomic_fetch_add_explicit(&e->alloc_count_fp, count_fp, memory_order_relaxed);
-    atomic_fetch_add_explicit(&e->alloc_bytes, bytes, memory_order_relaxed);
+    if (e) entry_add(e, count_fp, bytes);
     return;
   }
   struct tc_slot *sl = &t->s[id & (TC_SLOTS - 1)];
@@ -201,12 +204,9 @@ void hs_depot_count_alloc(uint32_t id, uint64_t count_fp, uint64_t bytes) {
   atomic_store_explicit(&sl->seq, q + 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_release);
   struct entry *e = cur ? entry_of(cur) : NULL;
-  if (e) {
-    atomic_fetch_add_explicit(&e->alloc_count_fp, atomic_load_explicit(&sl->count_fp, memory_order_relaxed),
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&e->alloc_bytes, atomic_load_explicit(&sl->bytes, memory_order_relaxed),
-                              memory_order_relaxed);
-  }
+  if (e)
+    entry_add(e, atomic_load_explicit(&sl->count_fp, memory_order_relaxed),
+              atomic_load_explicit(&sl->bytes, memory_order_relaxed));
   atomic_store_explicit(&sl->id, id, memory_order_relaxed);
   atomic_store_explicit(&sl->count_fp, count_fp, memory_order_relaxed);
   atomic_store_explicit(&sl->bytes, bytes, memory_order_relaxed);

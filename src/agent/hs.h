@@ -111,11 +111,14 @@ void hs_arena_atfork_release(void);
 /* ---- spin locks (hs.h inline) ----------------------------------------- */
 typedef struct { atomic_int v; } hs_lock_t;
 void hs_lock_slow(hs_lock_t *l);
-static inline void hs_lock(hs_lock_t *l) {
+/* Takes the lock if it is free; never waits (code a signal handler or a
+ * forked child may reach while the lock's holder cannot go on). */
+static inline int hs_trylock(hs_lock_t *l) {
   int z = 0;
-  if (HS_LIKELY(atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire,
-                                                      memory_order_relaxed)))
-    return;
+  return atomic_compare_exchange_strong_explicit(&l->v, &z, 1, memory_order_acquire, memory_order_relaxed);
+}
+static inline void hs_lock(hs_lock_t *l) {
+  if (HS_LIKELY(hs_trylock(l))) return;
   hs_lock_slow(l);
 }
 static inline void hs_unlock(hs_lock_t *l) { atomic_store_explicit(&l->v, 0, memory_order_release); }

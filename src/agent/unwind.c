@@ -268,8 +268,7 @@ static HS_COLD struct ustate *us_take(void) {
   if (us_done) return NULL;
   /* Never waits: a signal handler's capture may interrupt this very code. */
   struct ustate *u = NULL;
-  int z = 0;
-  if (atomic_compare_exchange_strong_explicit(&us_lock.v, &z, 1, memory_order_acquire, memory_order_relaxed)) {
+  if (hs_trylock(&us_lock)) {
     u = us_free;
     if (u) us_free = u->next_free;
     hs_unlock(&us_lock);
@@ -296,9 +295,7 @@ void hs_unwind_thread_exit(void) {
   /* Waits a little only: after a fork the lock may belong to a thread that
    * does not exist in the child. A state that cannot be handed on stays
    * mapped, unused. */
-  for (int tries = 0;; tries++) {
-    int z = 0;
-    if (atomic_compare_exchange_weak_explicit(&us_lock.v, &z, 1, memory_order_acquire, memory_order_relaxed)) break;
+  for (int tries = 0; !hs_trylock(&us_lock); tries++) {
     if (tries == 10000) return;
     __builtin_ia32_pause();
   }
