@@ -69,11 +69,19 @@ verify_unwind() { # NAME STDIN CMD...
   grep 'verify_unwind: ' "$D/$name.verify" | grep -qv ' 0 mismatches' && fail "mismatches: $(grep mismatch "$D/$name.verify" | head -3)"
   reused=$(sed -n 's/.* \([0-9]*\) reused whole.*/\1/p' "$D/$name.verify" | awk '{s+=$1} END {print s+0}')
   [ "$reused" -gt 0 ] || fail "no capture reused the previous walk"
+  if [ -n "${MIN_REUSE_PCT:-}" ]; then # this share of the captures, at least, reused a recent walk whole
+    checked=$(sed -n 's/.* \([0-9]*\) captures checked.*/\1/p' "$D/$name.verify" | awk '{s+=$1} END {print s+0}')
+    [ $((reused * 100)) -ge $((checked * MIN_REUSE_PCT)) ] || fail "$reused of $checked captures reused a walk whole"
+  fi
   end
 }
 verify_unwind stacks-O2 /dev/null "$D/stacks"
 verify_unwind stacks-O0 /dev/null "$D/stacks0"
 HEAPSCOPE_MAXF=max_frames=4, verify_unwind stacks-O2-4-frames /dev/null "$D/stacks"
+# six call paths in turn: each stack recurs every sixth capture (several
+# recent walks are kept; with only the last one, none would be reused whole)
+MIN_REUSE_PCT=99 verify_unwind stacks-cycle-O2 /dev/null "$D/stacks" cycle
+MIN_REUSE_PCT=99 verify_unwind stacks-cycle-O0 /dev/null "$D/stacks0" cycle
 # dlopen/dlclose of two libraries that load at the same address in turn
 gcc -O2 -g -shared -fPIC -DLIB_A -o "$D/libdlswap_a.so" "$ROOT/tests/progs/dlswap.c"
 gcc -O2 -g -shared -fPIC -DLIB_B -o "$D/libdlswap_b.so" "$ROOT/tests/progs/dlswap.c"

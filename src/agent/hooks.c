@@ -150,6 +150,7 @@ static void note_arena_heap(uintptr_t p) {
 
 static HS_COLD void record(void *p, size_t size) {
   hs_in_agent = 1;
+  hs_table_prefetch((uintptr_t)p);
   uint32_t id = hs_stack_capture((unsigned)hs_opt.max_frames);
   hs_depot_count_alloc(id, (uint64_t)HS_FP, size);
   hs_table_insert((uintptr_t)p, hs_meta(size, id));

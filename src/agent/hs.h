@@ -172,6 +172,7 @@ static inline uint32_t hs_meta_stack(uint64_t m) { return (uint32_t)(m & HS_MAX_
 void hs_table_insert(uintptr_t addr, uint64_t meta);
 /* Removes addr; returns 1 and its meta when it was live. */
 int hs_table_remove(uintptr_t addr, uint64_t *meta);
+void hs_table_prefetch(uintptr_t addr);
 int hs_table_lookup(uintptr_t addr, uint64_t *meta);
 /* For the last check (locked table): every live block as (addr, meta) in
  * one mapping made of the table's own pages; the table is empty after. See

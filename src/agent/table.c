@@ -66,6 +66,17 @@ void hs_table_insert(uintptr_t addr, uint64_t meta) {
   hs_unlock(&s->lock);
 }
 
+/* Starts the cache misses of a later insert: the caller has a stack to walk
+ * meanwhile. Reads the shard unlocked; a prefetch never faults, and a stale
+ * guess costs only the prefetch. */
+void hs_table_prefetch(uintptr_t addr) {
+  struct shard *s = shard_for(addr);
+  __builtin_prefetch(s, 1);
+  struct slot *slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
+  uint32_t cap = __atomic_load_n(&s->cap, __ATOMIC_RELAXED);
+  if (slots && cap) __builtin_prefetch(&slots[(uint32_t)mix(addr) & (cap - 1)], 1);
+}
+
 int hs_table_remove(uintptr_t addr, uint64_t *meta) {
   uint64_t h = mix(addr);
   struct shard *s = shard_for(addr);

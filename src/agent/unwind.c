@@ -245,17 +245,30 @@ struct walk {
   int cont;           /* cut at max frames: may be continued */
   unsigned lastbase;  /* 1 + the last step whose CFA came from rbp (or more); 0: none */
   uint32_t id;        /* depot id of its frames */
+  uint32_t gen;       /* changes when the place is reused: stale index entries */
   struct steps s;
 };
-/* Per-thread state, mapped at a thread's first capture and handed on to a
- * later thread when this one ends. Not in static TLS: 40 KiB there would make
- * pthread_create fail for threads with small stacks (glibc takes static TLS
- * out of the requested stack size). */
+/* Recent walks kept a thread: a program's hot loop allocates from a handful
+ * of call paths in turn (python3's evaluation loop cycles through five to
+ * eight), so keeping one walk finds a match only deep in the stack. */
+#define NWALKS 8
+/* The states (CFA, return address) of the recent walks, hashed: a new
+ * walk's step finds the latest walk that reached its state in one probe.
+ * An entry is (generation of the walk's place << 10 | place << 7 | step),
+ * checked against the walk itself. */
+#define IDX_BITS 9
+_Static_assert(STEPS_CACHED <= 128 && NWALKS == 8, "index entries hold a step in 7 bits, a place in 3");
+/* Per-thread state (68 KiB), mapped at a thread's first capture and handed
+ * on to a later thread when this one ends. Not in static TLS: that much
+ * there would make pthread_create fail for threads with small stacks (glibc
+ * takes static TLS out of the requested stack size). */
 struct ustate {
   struct ustate *next_free;
   unsigned l1_gen;
+  unsigned char order[NWALKS]; /* walks[] indices, the most recently used first */
+  uint32_t idx[1u << IDX_BITS];
   struct l1 l1[1u << L1_BITS];
-  struct walk last;   /* the last walk, then this one */
+  struct walk walks[NWALKS];
   struct steps fresh; /* this walk's own steps, until merged */
 };
 static HS_TLS struct ustate *us;
@@ -263,6 +276,18 @@ static HS_TLS int us_done; /* the thread is ending: no new state */
 static struct ustate *us_free;
 static hs_lock_t us_lock;
 static atomic_uint flush_gen;
+
+static void walks_reset(struct ustate *u) {
+  for (unsigned k = 0; k < NWALKS; k++) {
+    u->walks[k].nsteps = u->walks[k].nout = 0;
+    u->order[k] = (unsigned char)k;
+  }
+}
+
+#define GEN_MASK 0x3fffffu
+static inline size_t idx_of(uintptr_t cfa, uintptr_t ra) {
+  return (size_t)(((uint64_t)(cfa ^ (ra << 7)) * 0x9E3779B97F4A7C15ull) >> (64 - IDX_BITS));
+}
 
 static HS_COLD struct ustate *us_take(void) {
   if (us_done) return NULL;
@@ -278,7 +303,7 @@ static HS_COLD struct ustate *us_take(void) {
     if (!u) return NULL;
     u->l1_gen = atomic_load(&flush_gen) - 1; /* emptied at first use */
   }
-  u->last.nsteps = u->last.nout = 0; /* the last walk was another thread's */
+  walks_reset(u); /* the walks were another thread's */
   unsigned g = atomic_load(&flush_gen);
   if (u->l1_gen != g) { /* code may have moved since it was last used */
     memset(u->l1, 0, sizeof u->l1);
@@ -438,19 +463,20 @@ static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max
 /* ---- the suffix cache ---------------------------------------------------
  * Consecutive captures on a thread share most of their stack: the same
  * outer frames, often the very same stack (a loop allocating at one call
- * site). Each thread keeps its last walk, step by step: the CFA, the
- * return address read at CFA-8, rbp after the step and where that rbp was
- * read. When a new walk reaches a state (CFA, return address) that the
- * last walk also had, the rest depends only on the stack memory above that
- * CFA, through exactly the slots the last walk read: re-reading the return
- * address slots and comparing them with what they held reuses the rest of
- * the walk (a load and a compare a frame), and the capture can tell the
- * depot "same stack as last time" without hashing it. Matching the state
- * alone would not be enough: a caller may have returned and another one,
- * with a frame of the same size, put the same function at the same place.
- * rbp counts only where a later step computes its CFA from it before any
- * step restores it from the stack: in code built without frame pointers
- * rbp is just another register, different at every call. */
+ * site, or at a few in turn). Each thread keeps its recent walks, step by
+ * step: the CFA, the return address read at CFA-8, rbp after the step and
+ * where that rbp was read. When a new walk reaches a state (CFA, return
+ * address) that a recent walk also had, the rest depends only on the stack
+ * memory above that CFA, through exactly the slots that walk read:
+ * re-reading the return address slots and comparing them with what they
+ * held reuses the rest of the walk (a load and a compare a frame), and the
+ * capture can tell the depot "same stack as that walk" without hashing it.
+ * Matching the state alone would not be enough: a caller may have returned
+ * and another one, with a frame of the same size, put the same function at
+ * the same place. rbp counts only where a later step computes its CFA from
+ * it before any step restores it from the stack: in code built without
+ * frame pointers rbp is just another register, different at every call.
+ * doc/design.md, "Reusing recent walks". */
 static HS_TLS unsigned char walk_busy;
 
 static inline void check_flush(struct ustate *u) {
@@ -458,7 +484,7 @@ static inline void check_flush(struct ustate *u) {
   if (HS_UNLIKELY(g != u->l1_gen)) {
     memset(u->l1, 0, sizeof u->l1);
     u->l1_gen = g;
-    u->last.nsteps = u->last.nout = 0; /* code may have moved */
+    walks_reset(u); /* code may have moved */
   }
 }
 
@@ -471,10 +497,20 @@ static inline void move_steps(struct steps *d, unsigned to, const struct steps *
   memmove(&d->s[to], &s->s[from], n * sizeof d->s[0]);
 }
 
-/* The walk with the cache. Leaves this walk in `last`; returns the frame
- * count (frames filled only when not *same), or -1 when the walk must be
- * redone without the cache. */
-static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned max, int *same) {
+/* Moves order[pos] to the front: the most recently used walk. */
+static inline void walk_use(struct ustate *u, unsigned pos) {
+  unsigned char k = u->order[pos];
+  memmove(&u->order[1], &u->order[0], pos);
+  u->order[0] = k;
+}
+
+/* The walk with the cache. Returns the frame count, or -1 when the walk
+ * must be redone without the cache. *res is the walk that describes this
+ * stack: with *same, a recent walk with exactly these frames (frames[] not
+ * filled; its depot id stands); otherwise this walk, kept in the place of
+ * the least recently used one (frames[] filled; the caller sets its id). */
+static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned max, int *same,
+                                                   struct walk **res) {
   uintptr_t pc, sp, bp;
   __asm__ volatile("mov %%rbp, %2\n\tlea 0(%%rip), %0\n\tmov %%rsp, %1" : "=&r"(pc), "=&r"(sp), "=&r"(bp));
   *same = 0;
@@ -483,26 +519,25 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
   struct ustate *u = us ? us : us_take();
   if (!u) return -1;
   check_flush(u);
-  struct walk *w = &u->last;
   struct steps *fresh = &u->fresh;
-  const unsigned old_nout = w->nout;
+  struct walk *dst = NULL;             /* where this walk is kept, once merged */
+  unsigned dpos = NWALKS - 1;          /* dst's place in order[] */
   uintptr_t lookup = pc;
-  unsigned out = 0, ns = 0, j = 0, lb = 0;
-  int in_agent = 1, diverged = 0, first_out = -1, cont = 0, merged = 0;
+  unsigned out = 0, ns = 0, lb = 0;
+  int in_agent = 1, first_out = -1, cont = 0, merged = 0;
   for (unsigned steps = 0; steps < HS_MAX_FRAMES + 32; steps++) {
     uintptr_t ra, at;
     int base, st = step(lookup, &sp, &bp, &ra, &at, &base);
     if (HS_UNLIKELY(st < 0)) goto fail;
     if (!st) break;
     if (HS_UNLIKELY(ns == STEPS_CACHED)) goto fail; /* deeper than the cache */
-    struct steps *d = merged ? &w->s : fresh;
+    struct steps *d = merged ? &dst->s : fresh;
     put_step(d, ns++, sp, ra, bp, at, base);
     if (base) lb = ns;
     if (!ra) break;
     if (in_agent && !in_agent_text(ra)) in_agent = 0;
     if (!in_agent) {
       if (first_out < 0) first_out = (int)ns - 1;
-      if (out >= old_nout || ra != w->s.s[w->first_out + out].ra) diverged = 1;
       out++;
       if (out == max) {
         cont = 1;
@@ -510,11 +545,37 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
       }
     }
     lookup = ra - 1;
-    if (merged) continue;
-    /* Did the last walk reach this state too? */
-    while (j < w->nsteps && w->s.s[j].cfa < sp) j++;
-    if (j >= w->nsteps || w->s.s[j].cfa != sp || w->s.s[j].ra != ra || (w->first_out <= j) != !in_agent) continue;
-    if (!in_agent && out - 1 != j - w->first_out) diverged = 1; /* frames moved */
+    /* Did a recent walk reach this state too? (Also after a merge: the
+     * verified part may end where another walk goes on.) */
+    struct walk *w = NULL; /* the recent walk this one met */
+    unsigned j = 0, wpos = 0;
+    {
+      uint32_t e = u->idx[idx_of(sp, ra)];
+      unsigned kk = (e >> 7) & (NWALKS - 1), jj = e & 127;
+      struct walk *c = &u->walks[kk];
+      if (e && (e >> 10) == (c->gen & GEN_MASK) && jj < c->nsteps && c->s.s[jj].cfa == sp && c->s.s[jj].ra == ra &&
+          (c->first_out <= jj) == !in_agent) {
+        w = c;
+        j = jj;
+        while (u->order[wpos] != kk) wpos++;
+      }
+    }
+    if (!w) continue;
+    /* Were this walk's frames so far that walk's frames, in the same places?
+     * (A first match at the agent's own frames is often with another
+     * path's walk: after it, another walk may still have every frame.) */
+    int prefix_same = 1;
+    if (!in_agent) {
+      const struct steps *cur = merged ? &dst->s : fresh;
+      if (out - 1 != j - w->first_out)
+        prefix_same = 0;
+      else
+        for (unsigned o = 0; o + 1 < out; o++)
+          if (cur->s[(unsigned)first_out + o].ra != w->s.s[w->first_out + o].ra) {
+            prefix_same = 0;
+            break;
+          }
+    }
     /* Verify its later steps where they are. */
     unsigned k = j + 1;
     int bp_same = (w->s.s[j].bp ^ BP_MASK) == bp, ended = 0;
@@ -560,40 +621,68 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
           }
       }
     }
-    /* Merge: this walk's own steps, then the verified ones. */
+    int done = ended || cont || (k == w->nsteps && !w->cont);
+    if (done && prefix_same && out && out == w->nout) {
+      /* The very frames of that walk: nothing to copy, nothing to hash. */
+      if (merged) {
+        dst->nsteps = dst->nout = 0; /* half written */
+        /* The states before the match now lead to w first: the next
+         * capture from here tries w before any other walk. */
+        uint32_t tag = (w->gen & GEN_MASK) << 10 | (uint32_t)(w - u->walks) << 7;
+        for (unsigned x = 0; x < j; x++) u->idx[idx_of(w->s.s[x].cfa, w->s.s[x].ra)] = tag | x;
+      }
+      walk_use(u, wpos);
+      *same = 1;
+      *res = w;
+      return (int)out;
+    }
+    /* Merge into the least recently used place (never w's: the last walk
+     * matches first at the agent's own frames, and replacing it would keep
+     * only one walk): this walk's own steps, then the verified ones (then
+     * maybe more of each). dst's generation changes at once: no later step
+     * of this walk can match dst's old steps. */
     unsigned i = ns - 1, nver = k - (j + 1);
     if (i + 1 + nver > STEPS_CACHED) goto fail;
     unsigned nfirst = first_out >= 0 ? (unsigned)first_out : w->first_out - j + i;
-    int was_cont = w->cont, all = k == w->nsteps;
     if (w->lastbase > j + 1) {
       unsigned nl = (w->lastbase < k ? w->lastbase : k) + (i - j);
       if (nl > lb) lb = nl;
     }
-    if (i != j) move_steps(&w->s, i + 1, &w->s, j + 1, nver);
-    move_steps(&w->s, 0, fresh, 0, ns);
+    if (!merged) {
+      if (wpos == NWALKS - 1) dpos = NWALKS - 2;
+      dst = &u->walks[u->order[dpos]];
+      if (!(++dst->gen & GEN_MASK)) dst->gen++;
+      move_steps(&dst->s, 0, fresh, 0, ns);
+    }
+    move_steps(&dst->s, ns, &w->s, j + 1, nver);
     ns += nver;
     if (nver) first_out = (int)nfirst;
     merged = 1;
-    if (ended || cont || (all && !was_cont)) break;
-    /* Carry on walking from the last verified step (its rbp is in bp). The
-     * frames after this point are not compared: not "the same". */
-    diverged = 1;
-    sp = w->s.s[ns - 1].cfa;
-    lookup = w->s.s[ns - 1].ra - 1;
+    if (done) break;
+    /* Carry on walking from the last verified step (its rbp is in bp). */
+    sp = dst->s.s[ns - 1].cfa;
+    lookup = dst->s.s[ns - 1].ra - 1;
     in_agent = first_out < 0 || ns - 1 < (unsigned)first_out;
   }
-  if (!merged) move_steps(&w->s, 0, fresh, 0, ns);
-  w->nsteps = ns;
-  w->nout = out;
-  w->first_out = first_out < 0 ? ns : (unsigned)first_out;
-  w->cont = cont;
-  w->lastbase = lb;
-  *same = !diverged && out && out == old_nout;
-  if (!*same)
-    for (unsigned o = 0; o < out; o++) frames[o] = w->s.s[w->first_out + o].ra;
+  if (!merged) {
+    dst = &u->walks[u->order[dpos]];
+    if (!(++dst->gen & GEN_MASK)) dst->gen++;
+    move_steps(&dst->s, 0, fresh, 0, ns);
+  }
+  dst->nsteps = ns;
+  dst->nout = out;
+  dst->first_out = first_out < 0 ? ns : (unsigned)first_out;
+  dst->cont = cont;
+  dst->lastbase = lb;
+  dst->id = 0;
+  uint32_t tag = (dst->gen & GEN_MASK) << 10 | (uint32_t)(dst - u->walks) << 7;
+  for (unsigned x = 0; x < ns; x++) u->idx[idx_of(dst->s.s[x].cfa, dst->s.s[x].ra)] = tag | x;
+  walk_use(u, dpos);
+  for (unsigned o = 0; o < out; o++) frames[o] = dst->s.s[dst->first_out + o].ra;
+  *res = dst;
   return (int)out;
 fail:
-  w->nsteps = w->nout = 0;
+  if (merged) dst->nsteps = dst->nout = 0;
   return -1;
 }
 
@@ -688,15 +777,19 @@ uint32_t hs_stack_capture(unsigned max) {
     return hs_depot_put(frames, hs_unwind(frames, max));
   walk_busy = 1;
   int same;
-  uint32_t prev_id = u->last.id;
-  int n = cached_unwind(frames, max, &same);
+  struct walk *w = NULL;
+  int n = cached_unwind(frames, max, &same, &w);
   if (HS_UNLIKELY(n < 0)) {
     same = 0;
+    w = NULL;
     n = (int)hs_unwind(frames, max);
   }
+  uint32_t prev_id = same ? w->id : 0;
+  if (same && !prev_id) /* its depot entry could not be made: frames needed */
+    for (unsigned o = 0; o < (unsigned)n; o++) frames[o] = w->s.s[w->first_out + o].ra;
   if (HS_UNLIKELY(hs_opt.verify_unwind)) verify(frames, (unsigned)n, max, same && prev_id, prev_id);
-  uint32_t id = same && prev_id ? prev_id : hs_depot_put(frames, (unsigned)n);
-  u->last.id = id;
+  uint32_t id = prev_id ? prev_id : hs_depot_put(frames, (unsigned)n);
+  if (w) w->id = id;
   walk_busy = 0;
   return id;
 }

@@ -63,7 +63,33 @@ static void *thread(void *arg) {
   return NULL;
 }
 
-int main(void) {
+/* "cycle": a loop that allocates from six call paths in turn, as an
+ * interpreter's evaluation loop does. Each path's stack recurs every sixth
+ * capture: the unwinder keeps several recent walks for this. */
+__attribute__((noinline)) static void c1(int n) { a(n); }
+__attribute__((noinline)) static void c2(int n) { b(n); }
+__attribute__((noinline)) static void c3(int n) { c1(n); }
+__attribute__((noinline)) static void c4(int n) { c2(n); }
+__attribute__((noinline)) static void c5(int n) { leafalloc(n); }
+__attribute__((noinline)) static void c6(int n) { c5(n); }
+static void cycle(void) {
+  for (int i = 0; i < 20000; i++) {
+    c1(i);
+    c2(i);
+    c3(i);
+    c4(i);
+    c5(i);
+    c6(i);
+    __asm__ volatile("" ::: "memory"); /* keeps the calls apart */
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "cycle")) {
+    cycle();
+    puts("done");
+    return 0;
+  }
   pthread_t t[2];
   for (long i = 0; i < 2; i++) pthread_create(&t[i], NULL, thread, (void *)i);
   for (int i = 0; i < 50000; i++) {
