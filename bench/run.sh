@@ -14,6 +14,7 @@ CFLAGS="-O2 -g -fomit-frame-pointer -pthread"
 gcc $CFLAGS -o $B/mallocbench bench/mallocbench.c
 gcc $CFLAGS -o $B/exitcheck bench/exitcheck.c
 clang -O2 -g -fsanitize=leak -o $B/exitcheck.lsan bench/exitcheck.c
+gcc -O2 -shared -fPIC -o $B/nop.so bench/nop.c
 
 # Workloads: name | command (run from $B)
 python3 - "$B" <<'PY'
@@ -71,6 +72,7 @@ for i in "${!NAMES[@]}"; do
   python3 bench/interleave.py "$SRUNS" $B/s.json --prepare "$prep" \
     "alone=$cmd" \
     "heapscope sample=$HS run --mode=sample -- $cmd" \
+    "empty interposer=env LD_PRELOAD=$PWD/$B/nop.so $cmd" \
     ${JE:+"jemalloc=env LD_PRELOAD=$JE $cmd"} \
     ${JE:+"jemalloc prof=env LD_PRELOAD=$JE MALLOC_CONF=prof:true,lg_prof_sample:19 $cmd"} || true
   hyperfine -N --prepare "$prep" -r "$vruns" --export-json $B/v.json \
@@ -94,9 +96,10 @@ sw = {k: v["wall_median"] for k, v in sj.items()}
 sc = {k: v["cpu_median"] for k, v in sj.items()}
 sm = {k: v["cpu_min"] for k, v in sj.items()}
 row = [t.get(k, float("nan")) for k in ["alone", "heapscope", "heapscope (libunwind only)", "heaptrack", "memcheck"]]
-row += [sw.get(k, float("nan")) for k in ["alone", "heapscope sample", "jemalloc", "jemalloc prof"]]
-row += [sc.get(k, float("nan")) for k in ["alone", "heapscope sample", "jemalloc", "jemalloc prof"]]
-row += [sm.get(k, float("nan")) for k in ["alone", "heapscope sample", "jemalloc", "jemalloc prof"]]
+ks = ["alone", "heapscope sample", "jemalloc", "jemalloc prof", "empty interposer"]
+row += [sw.get(k, float("nan")) for k in ks]
+row += [sc.get(k, float("nan")) for k in ks]
+row += [sm.get(k, float("nan")) for k in ks]
 print("\t".join([name, str(allocs)] + [f"{x:.4f}" for x in row]))
 PY
 done
@@ -135,14 +138,17 @@ for r in rows:
           f"{ht:.3f} s ({ht/a:.2f}x) | {ns(ht)} | {vg:.2f} s | {vg/a:.0f}x |")
 print("\nSampling (mean 512 KiB between samples), beside jemalloc's own sampling profiler "
       "(prof:true,lg_prof_sample:19, against jemalloc without prof); interleaved runs "
-      "(bench/interleave.py), median wall time, and the added CPU time (user + system) by median and by minimum:\n")
-print("| workload | alone | heapscope sample | added: wall | CPU median | CPU min | jemalloc | jemalloc prof | added: wall | CPU median | CPU min |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "(bench/interleave.py), median wall time, and the added CPU time (user + system) by median and by minimum; "
+      "the empty interposer (bench/nop.c) only forwards malloc, free, calloc and realloc to glibc, as the "
+      "hooks do: the floor for any tool loaded with LD_PRELOAD:\n")
+print("| workload | alone | heapscope sample | added: wall | CPU median | CPU min | ns/alloc (CPU min) | empty interposer: CPU min | jemalloc | jemalloc prof | added: wall | CPU median | CPU min | ns/alloc (CPU min) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
-    name = r[0]
-    a, hs, je, jp, ac, hc, jc, pc, am, hm, jm, pm = map(float, r[7:19])
-    print(f"| {name} | {a:.3f} s | {hs:.3f} s | {(hs/a-1)*100:+.1f}% | {(hc/ac-1)*100:+.1f}% | {(hm/am-1)*100:+.1f}% | "
-          f"{je:.3f} s | {jp:.3f} s | {(jp/je-1)*100:+.1f}% | {(pc/jc-1)*100:+.1f}% | {(pm/jm-1)*100:+.1f}% |")
+    name, n = r[0], int(r[1])
+    a, hs, je, jp, ni, ac, hc, jc, pc, nc, am, hm, jm, pm, nm = map(float, r[7:22])
+    ns = lambda x, base: f"{(x - base) / n * 1e9:.1f}" if n else "-"
+    print(f"| {name} | {a:.3f} s | {hs:.3f} s | {(hs/a-1)*100:+.1f}% | {(hc/ac-1)*100:+.1f}% | {(hm/am-1)*100:+.1f}% | {ns(hm, am)} | "
+          f"{(nm/am-1)*100:+.1f}% | {je:.3f} s | {jp:.3f} s | {(jp/je-1)*100:+.1f}% | {(pc/jc-1)*100:+.1f}% | {(pm/jm-1)*100:+.1f}% | {ns(pm, jm)} |")
 xr = json.load(open(sys.argv[4]))["results"]
 x = {r["command"]: r["median"] for r in xr}
 xc = {r["command"]: r["user"] + r["system"] for r in xr}

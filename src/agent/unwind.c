@@ -497,6 +497,12 @@ static inline void move_steps(struct steps *d, unsigned to, const struct steps *
   memmove(&d->s[to], &s->s[from], n * sizeof d->s[0]);
 }
 
+/* Points the index at steps [from, to) of w. */
+static inline void index_steps(struct ustate *u, const struct walk *w, unsigned from, unsigned to) {
+  uint32_t tag = (w->gen & GEN_MASK) << 10 | (uint32_t)(w - u->walks) << 7;
+  for (unsigned x = from; x < to; x++) u->idx[idx_of(w->s.s[x].cfa, w->s.s[x].ra)] = tag | x;
+}
+
 /* Moves order[pos] to the front: the most recently used walk. */
 static inline void walk_use(struct ustate *u, unsigned pos) {
   unsigned char k = u->order[pos];
@@ -553,8 +559,9 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
       uint32_t e = u->idx[idx_of(sp, ra)];
       unsigned kk = (e >> 7) & (NWALKS - 1), jj = e & 127;
       struct walk *c = &u->walks[kk];
-      if (e && (e >> 10) == (c->gen & GEN_MASK) && jj < c->nsteps && c->s.s[jj].cfa == sp && c->s.s[jj].ra == ra &&
-          (c->first_out <= jj) == !in_agent) {
+      /* Never dst: its steps past this one are still its old walk's. */
+      if (e && c != dst && (e >> 10) == (c->gen & GEN_MASK) && jj < c->nsteps && c->s.s[jj].cfa == sp &&
+          c->s.s[jj].ra == ra && (c->first_out <= jj) == !in_agent) {
         w = c;
         j = jj;
         while (u->order[wpos] != kk) wpos++;
@@ -628,8 +635,7 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
         dst->nsteps = dst->nout = 0; /* half written */
         /* The states before the match now lead to w first: the next
          * capture from here tries w before any other walk. */
-        uint32_t tag = (w->gen & GEN_MASK) << 10 | (uint32_t)(w - u->walks) << 7;
-        for (unsigned x = 0; x < j; x++) u->idx[idx_of(w->s.s[x].cfa, w->s.s[x].ra)] = tag | x;
+        index_steps(u, w, 0, j);
       }
       walk_use(u, wpos);
       *same = 1;
@@ -675,8 +681,9 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
   dst->cont = cont;
   dst->lastbase = lb;
   dst->id = 0;
-  uint32_t tag = (dst->gen & GEN_MASK) << 10 | (uint32_t)(dst - u->walks) << 7;
-  for (unsigned x = 0; x < ns; x++) u->idx[idx_of(dst->s.s[x].cfa, dst->s.s[x].ra)] = tag | x;
+  /* Every step, the copied ones too: the walk they came from may be the
+   * next to go. */
+  index_steps(u, dst, 0, ns);
   walk_use(u, dpos);
   for (unsigned o = 0; o < out; o++) frames[o] = dst->s.s[dst->first_out + o].ra;
   *res = dst;
