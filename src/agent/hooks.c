@@ -262,6 +262,18 @@ HS_EXPORT void *malloc(size_t size) {
 static HS_COLD void free_slow(void *p) {
   if (!p || HS_UNLIKELY(is_bootstrap(p))) return;
   ENSURE_REAL();
+  /* While the process has one thread, nothing can be handed p between
+   * glibc's free and the table update (malloc in a signal handler is
+   * undefined anyway), so the block leaves the table after glibc's free and
+   * glibc's work overlaps the table's cache miss. With threads the block
+   * must leave first (on_free). */
+  if (!atomic_load_explicit(&hs_threads_started, memory_order_relaxed) && !hs_sampling &&
+      atomic_load_explicit(&hs_active, memory_order_relaxed)) {
+    hs_table_prefetch((uintptr_t)p);
+    hs_real.free(p);
+    forget(p);
+    return;
+  }
   on_free(p);
   hs_real.free(p);
 }
