@@ -45,6 +45,7 @@
   X(quiet, BOOL, 0, "print nothing unless leaks are found")                    \
   X(fast_unwind, BOOL, 1, "cached .eh_frame unwinder (else libunwind only)")  \
   X(verify_unwind, BOOL, 0, "check every reused stack against a fresh walk (tests)") \
+  X(check_timing, BOOL, 0, "print how long the leak check took, by phase (benchmarks)") \
   X(output, STR, NULL, "directory for profiles written at exit")              \
   X(http, STR, NULL, "serve /debug/pprof/ on ADDR:PORT")                      \
   X(http_allow_remote, BOOL, 0, "allow a non-loopback --http address")       \

@@ -14,6 +14,8 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <setjmp.h>
+#include <time.h>
+#include <sys/mman.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -120,7 +122,7 @@ static void flag_sort(struct blk *a, size_t n, uintptr_t lo, int shift) {
     if (count[d] > 1) flag_sort(a + start[d], count[d], lo, shift - 8);
 }
 
-static int sort_blocks(void) {
+static void sort_blocks(void) {
   uintptr_t lo = UINTPTR_MAX, hi = 0;
   for (size_t i = 0; i < C.n; i++) {
     if (C.b[i].addr < lo) lo = C.b[i].addr;
@@ -130,7 +132,6 @@ static int sort_blocks(void) {
   int bits = span ? 64 - __builtin_clzll(span) : 1;
   int top = bits > 8 ? ((bits - 8 + 7) / 8) * 8 : 0; /* shift of the most significant digit */
   flag_sort(C.b, C.n, lo, top);
-  return 0;
 }
 
 static inline size_t pg_hash(uint64_t key) { return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20); }
@@ -610,7 +611,14 @@ static void release(void) {
   memset(&C, 0, sizeof C);
 }
 
+static double now(clockid_t c) {
+  struct timespec ts;
+  clock_gettime(c, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp, int take_table) {
+  double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_THREAD_CPUTIME_ID), t_sort = 0, t_mark = 0;
   int saved_guard = hs_in_agent;
   hs_in_agent = 1;
   memset(res, 0, sizeof *res);
@@ -642,7 +650,9 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp, int take_table) {
   sigaction(SIGBUS, &fa, &old_bus);
 
   if (!C.b) goto out;
-  if (C.n && sort_blocks()) goto out;
+  t_sort = now(CLOCK_MONOTONIC);
+  if (C.n) sort_blocks();
+  t_sort = now(CLOCK_MONOTONIC) - t_sort;
   C.n = live;
   if (read_maps()) goto out;
   if (C.n) {
@@ -671,6 +681,7 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp, int take_table) {
         SET_STATE(i, REACHABLE);
         push((long)i);
       }
+    t_mark = now(CLOCK_MONOTONIC);
     if (hs_libc_data_hi) find_main_arena();
     scan_roots(th, nth, my_sp);
     drain(-1);
@@ -679,6 +690,7 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp, int take_table) {
         push((long)i);
         drain((long)i);
       }
+    t_mark = now(CLOCK_MONOTONIC) - t_mark;
   }
   rc = group(res);
   res->scanned_bytes = C.scanned;
@@ -691,6 +703,10 @@ out:
   hs_table_unlock_all();
   hs_threads_unlock();
   release();
+  if (hs_opt.check_timing)
+    hs_warn("check_timing: %zu blocks, %lu ms wall, %lu ms CPU (sort %lu ms, roots and mark %lu ms)", live,
+            (unsigned long)((now(CLOCK_MONOTONIC) - t0) * 1e3), (unsigned long)((now(CLOCK_THREAD_CPUTIME_ID) - c0) * 1e3),
+            (unsigned long)(t_sort * 1e3), (unsigned long)(t_mark * 1e3));
   hs_in_agent = saved_guard;
   return rc;
 }
