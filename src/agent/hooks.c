@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/single_threaded.h>
+
 #include "hs.h"
 
 struct hs_real hs_real;
@@ -266,9 +268,11 @@ static HS_COLD void free_slow(void *p) {
    * glibc's free and the table update (malloc in a signal handler is
    * undefined anyway), so the block leaves the table after glibc's free and
    * glibc's work overlaps the table's cache miss. With threads the block
-   * must leave first (on_free). */
-  if (!atomic_load_explicit(&hs_threads_started, memory_order_relaxed) && !hs_sampling &&
-      atomic_load_explicit(&hs_active, memory_order_relaxed)) {
+   * must leave first (on_free). glibc's own flag: it turns false before the
+   * first thread starts, however it is made (pthread_create, C11
+   * thrd_create, which calls glibc's pthread_create without the PLT), and
+   * never turns back. */
+  if (__libc_single_threaded && !hs_sampling && atomic_load_explicit(&hs_active, memory_order_relaxed)) {
     hs_table_prefetch((uintptr_t)p);
     hs_real.free(p);
     forget(p);

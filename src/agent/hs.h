@@ -211,9 +211,6 @@ extern struct hs_real hs_real;
 extern HS_TLS int hs_in_agent;
 /* 0 before init and after the exit report; 1 while tracking. */
 extern atomic_int hs_active;
-/* Set by the first pthread_create (the program's or the agent's own): from then on
- * free() takes the block out of the table before glibc may hand it out again. */
-extern atomic_int hs_threads_started;
 /* Set while the leak check holds every table lock: the agent's own
  * allocations then go unrecorded (the table is locked). */
 extern int hs_checking;

@@ -154,11 +154,7 @@ static void *thread_start(void *p) {
   return sa.fn(sa.arg);
 }
 
-atomic_int hs_threads_started;
-
 HS_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg) {
-  /* Before the thread exists: free() changes its order (hooks.c). */
-  atomic_store(&hs_threads_started, 1);
   if (!hs_real.pthread_create) hs_hooks_resolve();
   if (!atomic_load(&hs_active))
     return hs_real.pthread_create(th, attr, fn, arg);
