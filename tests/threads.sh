@@ -37,6 +37,16 @@ expect_match "text report" 'THREAD SUMMARY: 6 still running at exit, 1 exited bu
 expect_match "text names the wait" 'blocked in read \(.*pipe_read\)' "$(cat "$WORK/e")"
 end
 
+begin "C11 threads: a stuck one reported, joined and detached ones not, results intact"
+gcc -O1 -g -pthread -o "$WORK/c11" "$ROOT/tests/progs/c11threads.c" || fail "build"
+T=30 with_timeout "$HS" run --report="$WORK/c11.json" -- "$WORK/c11" >"$WORK/o" 2>"$WORK/e"
+expect_eq "status" 0 "$?"
+expect_eq "stdout (thrd_join's result)" "joined result 42" "$(cat "$WORK/o")"
+expect_eq "threads" "stuck_c11 blocked 1" "$(jq -r '.threads[] | [.start_routine, .state, .count] | join(" ")' "$WORK/c11.json")"
+n=$(jq '[.threads[].created_at[] | select(.function == "main" and (.file | endswith("c11threads.c")))] | length' "$WORK/c11.json")
+[ "$n" -ge 1 ] || fail "creation stack does not name main() in c11threads.c"
+end
+
 begin "thread: suppressions by function and by thread name"
 printf 'thread:pipe_reader\nthread:the-joiner\n' >"$WORK/t.supp"
 "$HS" run --suppressions="$WORK/t.supp" --report="$WORK/ts.json" -- "$B" stuck >/dev/null 2>"$WORK/e"

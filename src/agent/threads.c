@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <threads.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -82,6 +83,7 @@ static void on_thread_exit(void *arg) {
 
 struct start_arg {
   void *(*fn)(void *);
+  int (*c11)(void *);     /* a C11 thread's start function, instead of fn */
   void *arg;
   int agent;              /* created by the agent (its server's threads) */
   struct hs_thread *rec;  /* its registry record */
@@ -141,23 +143,53 @@ static void register_self(struct hs_thread *t) {
   if (key_ok) pthread_setspecific(exit_key, t);
 }
 
+/* A C11 thread's int result travels as the pointer, as glibc's own
+ * thrd_create does it (thrd_join converts it back). */
+static void *run(const struct start_arg *sa) {
+  return sa->c11 ? (void *)(intptr_t)sa->c11(sa->arg) : sa->fn(sa->arg);
+}
+
 static void *thread_start(void *p) {
   struct start_arg sa = *(struct start_arg *)p;
   hs_in_agent = 1;
   free(p);
   if (sa.agent || !sa.rec) {
     if (!sa.agent) hs_in_agent = 0;
-    return sa.fn(sa.arg); /* the agent's own thread: never tracked nor listed */
+    return run(&sa); /* the agent's own thread: never tracked nor listed */
   }
   hs_in_agent = 0;
   register_self(sa.rec);
-  return sa.fn(sa.arg);
+  return run(&sa);
 }
+
+static int create_thread(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), int (*c11)(void *),
+                         void *arg);
 
 HS_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg) {
   if (!hs_real.pthread_create) hs_hooks_resolve();
   if (!atomic_load(&hs_active))
     return hs_real.pthread_create(th, attr, fn, arg);
+  return create_thread(th, attr, fn, NULL, arg);
+}
+
+/* C11 threads: glibc's thrd_create, thrd_join and thrd_detach call its
+ * pthread functions internally, past these hooks, so they are interposed
+ * too. A thread made here is a plain pthread whose start routine returns
+ * the C11 function's int, which is all glibc's own C11 marker changes. */
+typedef int (*thrd_create_fn)(thrd_t *, thrd_start_t, void *);
+HS_EXPORT int thrd_create(thrd_t *thr, thrd_start_t func, void *arg) {
+  if (!hs_real.pthread_create) hs_hooks_resolve();
+  if (!atomic_load(&hs_active)) {
+    static thrd_create_fn real;
+    if (!real) real = (thrd_create_fn)dlsym(RTLD_NEXT, "thrd_create");
+    return real ? real(thr, func, arg) : thrd_error;
+  }
+  int r = create_thread((pthread_t *)thr, NULL, NULL, func, arg);
+  return r == 0 ? thrd_success : r == ENOMEM ? thrd_nomem : thrd_error; /* glibc's mapping */
+}
+
+static int create_thread(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), int (*c11)(void *),
+                         void *arg) {
   int agent = hs_in_agent;
   hs_in_agent = 1;
   struct start_arg *sa = malloc(sizeof *sa);
@@ -166,6 +198,7 @@ HS_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*
     return EAGAIN;
   }
   sa->fn = fn;
+  sa->c11 = c11;
   sa->arg = arg;
   sa->agent = agent;
   sa->rec = NULL;
@@ -175,7 +208,7 @@ HS_EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*
     if (attr) pthread_attr_getdetachstate(attr, &ds);
     t->detached = ds == PTHREAD_CREATE_DETACHED;
     t->seq = atomic_fetch_add(&thread_seq, 1) + 1;
-    t->start_routine = (uintptr_t)fn;
+    t->start_routine = c11 ? (uintptr_t)c11 : (uintptr_t)fn;
     t->create_stack = hs_stack_capture((unsigned)hs_opt.max_frames);
   }
   struct hs_thread *rec = sa->rec;
@@ -256,6 +289,24 @@ HS_EXPORT int pthread_detach(pthread_t th) {
   if (!real) real = (detach_fn)dlsym(RTLD_NEXT, "pthread_detach");
   int r = real(th);
   if (r == 0) mark(th, 0);
+  return r;
+}
+
+typedef int (*thrd_join_fn)(thrd_t, int *);
+HS_EXPORT int thrd_join(thrd_t th, int *res) {
+  static thrd_join_fn real;
+  if (!real) real = (thrd_join_fn)dlsym(RTLD_NEXT, "thrd_join");
+  int r = real(th, res);
+  if (r == thrd_success) mark(th, 1);
+  return r;
+}
+
+typedef int (*thrd_detach_fn)(thrd_t);
+HS_EXPORT int thrd_detach(thrd_t th) {
+  static thrd_detach_fn real;
+  if (!real) real = (thrd_detach_fn)dlsym(RTLD_NEXT, "thrd_detach");
+  int r = real(th);
+  if (r == thrd_success) mark(th, 0);
   return r;
 }
 
