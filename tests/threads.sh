@@ -45,6 +45,10 @@ expect_eq "stdout (thrd_join's result)" "joined result 42" "$(cat "$WORK/o")"
 expect_eq "threads" "stuck_c11 blocked 1" "$(jq -r '.threads[] | [.start_routine, .state, .count] | join(" ")' "$WORK/c11.json")"
 n=$(jq '[.threads[].created_at[] | select(.function == "main" and (.file | endswith("c11threads.c")))] | length' "$WORK/c11.json")
 [ "$n" -ge 1 ] || fail "creation stack does not name main() in c11threads.c"
+expect_eq "the agent's start wrapper is not on the current stack" "0" \
+  "$(jq '[.threads[].current[] | select((.file // "") | endswith("agent/threads.c"))] | length' "$WORK/c11.json")"
+n=$(jq '[.threads[].current[] | select(.function == "stuck_c11")] | length' "$WORK/c11.json")
+[ "$n" -ge 1 ] || fail "current stack does not name stuck_c11"
 end
 
 begin "thread: suppressions by function and by thread name"

@@ -338,6 +338,16 @@ void hs_threads_after_fork_child(void) {
  * block the signal are reported without a current stack. */
 
 #define DUMP_SIGNAL (SIGRTMAX - 3)
+
+/* The agent's own frames below a thread's start routine (the start wrapper,
+ * which for a C11 thread cannot tail-call) are not the program's: dropped
+ * but for the innermost frame. Async-signal-safe. */
+static unsigned drop_agent_frames(uintptr_t *f, unsigned n) {
+  unsigned o = n ? 1 : 0;
+  for (unsigned i = 1; i < n; i++)
+    if (!(f[i] - 1 >= hs_self_text_start && f[i] - 1 < hs_self_text_end)) f[o++] = f[i];
+  return o;
+}
 static struct hs_report_thread *dump_out;
 static size_t dump_n;
 static hs_lock_t dump_lock;
@@ -370,7 +380,7 @@ static void dump_handler(int sig, siginfo_t *si, void *uc_) {
       dump_out[i].current[o++] = pc + 1;
       for (k++; k < n && o < HS_THREAD_FRAMES; k++) dump_out[i].current[o++] = (uintptr_t)buf[k];
     }
-    dump_out[i].ncurrent = o;
+    dump_out[i].ncurrent = drop_agent_frames(dump_out[i].current, o);
     atomic_store(&dump_done[i], 1);
     futex_op(&dump_done[i], FUTEX_WAKE, 1, NULL);
     break;
@@ -524,7 +534,7 @@ size_t hs_threads_snapshot(struct hs_report_thread **out, int include_main, uint
     proc_state(&r[i], &pc, &sp);
     uintptr_t hi = sp ? mapping_end(sp) : 0;
     if (r[i].syscall >= 0 && pc && hi) {
-      r[i].ncurrent = hs_unwind_remote(pc, sp, hi, r[i].current, HS_THREAD_FRAMES);
+      r[i].ncurrent = drop_agent_frames(r[i].current, hs_unwind_remote(pc, sp, hi, r[i].current, HS_THREAD_FRAMES));
       atomic_store(&dump_done[i], 1);
     }
   }
