@@ -14,10 +14,9 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <setjmp.h>
-#include <time.h>
-#include <sys/mman.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hs.h"

@@ -284,6 +284,17 @@ static void walks_reset(struct ustate *u) {
   }
 }
 
+/* dlclose may have put new code where cached code was (hs_unwind_flush
+ * bumps flush_gen): the thread's cached rules and walks go. */
+static inline void check_flush(struct ustate *u) {
+  unsigned g = atomic_load_explicit(&flush_gen, memory_order_relaxed);
+  if (HS_UNLIKELY(g != u->l1_gen)) {
+    memset(u->l1, 0, sizeof u->l1);
+    u->l1_gen = g;
+    walks_reset(u); /* code may have moved */
+  }
+}
+
 #define GEN_MASK 0x3fffffu
 static inline size_t idx_of(uintptr_t cfa, uintptr_t ra) {
   return (size_t)(((uint64_t)(cfa ^ (ra << 7)) * 0x9E3779B97F4A7C15ull) >> (64 - IDX_BITS));
@@ -304,11 +315,7 @@ static HS_COLD struct ustate *us_take(void) {
     u->l1_gen = atomic_load(&flush_gen) - 1; /* emptied at first use */
   }
   walks_reset(u); /* the walks were another thread's */
-  unsigned g = atomic_load(&flush_gen);
-  if (u->l1_gen != g) { /* code may have moved since it was last used */
-    memset(u->l1, 0, sizeof u->l1);
-    u->l1_gen = g;
-  }
+  check_flush(u); /* code may have moved since it was last used */
   return us = u;
 }
 
@@ -431,7 +438,6 @@ static inline int step(uintptr_t lookup, uintptr_t *sp, uintptr_t *bp, uintptr_t
 
 static inline int in_agent_text(uintptr_t ra) { return ra >= hs_self_text_start && ra < hs_self_text_end; }
 
-static inline void check_flush(struct ustate *u);
 
 /* Returns the count, or -1 when the walk must be redone by libunwind. */
 static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max) {
@@ -479,14 +485,6 @@ static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max
  * doc/design.md, "Reusing recent walks". */
 static HS_TLS unsigned char walk_busy;
 
-static inline void check_flush(struct ustate *u) {
-  unsigned g = atomic_load_explicit(&flush_gen, memory_order_relaxed);
-  if (HS_UNLIKELY(g != u->l1_gen)) {
-    memset(u->l1, 0, sizeof u->l1);
-    u->l1_gen = g;
-    walks_reset(u); /* code may have moved */
-  }
-}
 
 static inline void put_step(struct steps *d, unsigned i, uintptr_t cfa, uintptr_t ra, uintptr_t bp, uintptr_t at,
                             int base) {
