@@ -114,18 +114,18 @@ hyperfine -N -w 1 -r "$RUNS" --export-json $B/t.json \
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 m_alone=$(rss $B/exitcheck 2000000)
 m_hs=$(rss $HS run --leak-check=no -- $B/exitcheck 2000000)
-# The exit check against LeakSanitizer: 8M blocks (1 GiB) reachable from one list.
-hyperfine -N -w 1 -r 5 --export-json $B/x.json \
-  -n alone "$B/exitcheck" \
-  -n "heapscope, no check" "$HS run --leak-check=no -- $B/exitcheck" \
-  -n "heapscope, check" "$HS run --leak-check=summary -- $B/exitcheck" \
-  -n "lsan, no check" "env ASAN_OPTIONS=detect_leaks=0 LSAN_OPTIONS=detect_leaks=0 $B/exitcheck.lsan" \
-  -n "lsan, check" "$B/exitcheck.lsan" >/dev/null 2>&1
-# The check's own time, measured inside the process (the difference above
-# subtracts two noisy 2-4 s runs): median of 5.
+# The exit check against LeakSanitizer: 8M blocks (1 GiB) reachable from one
+# list. Each tool's run with the check minus its run without, in interleaved
+# rounds (the differences are under a second between 1-3 s runs).
+python3 bench/interleave.py 7 $B/x.json \
+  "heapscope, no check=$HS run --leak-check=no -- $B/exitcheck" \
+  "heapscope, check=$HS run --leak-check=summary -- $B/exitcheck" \
+  "lsan, no check=env ASAN_OPTIONS=detect_leaks=0 LSAN_OPTIONS=detect_leaks=0 $B/exitcheck.lsan" \
+  "lsan, check=$B/exitcheck.lsan"
+# The check's own time, measured inside the process: median of 5.
 for i in 1 2 3 4 5; do
   HEAPSCOPE_OPTIONS=check_timing=1 $HS run --leak-check=summary -- $B/exitcheck 2>&1 |
-    sed -n 's/.*check_timing: [0-9]* blocks, \([0-9]*\) ms wall, \([0-9]*\) ms CPU (sort \([0-9]*\) ms, roots and mark \([0-9]*\) ms).*/\1 \2 \3 \4/p'
+    sed -n 's/.*check_timing: [0-9]* blocks, \([0-9]*\) ms wall, \([0-9]*\) ms CPU (stop and take \([0-9]*\) ms, sort \([0-9]*\) ms, index \([0-9]*\) ms, roots and mark \([0-9]*\) ms, group \([0-9]*\) ms).*/\1 \2 \3 \4 \5 \6 \7/p'
 done >$B/ct.txt
 
 python3 - "$results" "$m_alone" "$m_hs" $B/x.json $B/t.json $B/ct.txt <<'PY' | tee bench/results.md
@@ -155,20 +155,23 @@ for r in rows:
     ns = lambda x, base: f"{(x - base) / n * 1e9:.1f}" if n else "-"
     print(f"| {name} | {a:.3f} s | {hs:.3f} s | {(hs/a-1)*100:+.1f}% | {(hc/ac-1)*100:+.1f}% | {(hm/am-1)*100:+.1f}% | {ns(hm, am)} | "
           f"{(nm/am-1)*100:+.1f}% | {je:.3f} s | {jp:.3f} s | {(jp/je-1)*100:+.1f}% | {(pc/jc-1)*100:+.1f}% | {(pm/jm-1)*100:+.1f}% | {ns(pm, jm)} |")
-xr = json.load(open(sys.argv[4]))["results"]
-x = {r["command"]: r["median"] for r in xr}
-xc = {r["command"]: r["user"] + r["system"] for r in xr}
+x = json.load(open(sys.argv[4]))
+d = lambda tool, k: x[tool + ", check"][k] - x[tool + ", no check"][k]
 print()
-print(f"Exit check, 8 million blocks (1 GiB) reachable through one global list (each: run with the check "
-      f"minus run without; median wall, mean CPU): heapscope "
-      f"{x['heapscope, check'] - x['heapscope, no check']:.2f} s wall, {xc['heapscope, check'] - xc['heapscope, no check']:.2f} s CPU; "
-      f"LeakSanitizer {x['lsan, check'] - x['lsan, no check']:.2f} s wall, {xc['lsan, check'] - xc['lsan, no check']:.2f} s CPU.")
+print(f"Exit check, 8 million blocks (1 GiB) reachable through one global list (each tool: run with the check "
+      f"minus run without, 7 interleaved rounds; by median and by minimum): heapscope "
+      f"{d('heapscope', 'wall_median'):.2f} s / {d('heapscope', 'wall_min'):.2f} s wall, "
+      f"{d('heapscope', 'cpu_median'):.2f} s / {d('heapscope', 'cpu_min'):.2f} s CPU; LeakSanitizer "
+      f"{d('lsan', 'wall_median'):.2f} s / {d('lsan', 'wall_min'):.2f} s wall, "
+      f"{d('lsan', 'cpu_median'):.2f} s / {d('lsan', 'cpu_min'):.2f} s CPU.")
 ct = sorted(tuple(map(int, l.split())) for l in open(sys.argv[6]) if l.strip())
 if ct:
     m = ct[len(ct) // 2]
     print(f"Measured inside the process (check_timing=1, the run with the median wall time of 5): "
-          f"{m[0] / 1000:.2f} s wall, {m[1] / 1000:.2f} s CPU, of which sorting the blocks {m[2] / 1000:.2f} s "
-          f"and roots and marking {m[3] / 1000:.2f} s.")
+          f"{m[0] / 1000:.2f} s wall, {m[1] / 1000:.2f} s CPU (two CPUs share the sort), of which stopping "
+          f"the threads and taking the table {m[2] / 1000:.2f} s, sorting the blocks {m[3] / 1000:.2f} s, "
+          f"the address index {m[4] / 1000:.2f} s, roots and marking {m[5] / 1000:.2f} s, grouping "
+          f"{m[6] / 1000:.2f} s.")
 print()
 ma, mh = int(sys.argv[2]), int(sys.argv[3])
 t = {r["command"]: r["median"] for r in json.load(open(sys.argv[5]))["results"]}

@@ -177,8 +177,13 @@ void hs_table_prefetch(uintptr_t addr);
 int hs_table_lookup(uintptr_t addr, uint64_t *meta);
 /* For the last check (locked table): every live block as (addr, meta) in
  * one mapping made of the table's own pages; the table is empty after. See
- * table.c. NULL when it cannot (the table is then untouched). */
-void *hs_table_take(size_t *n, size_t *total, size_t *bytes);
+ * table.c. NULL when it cannot (the table is then untouched). seg[] (one
+ * per shard) receives where each shard's blocks are: all blocks of a 1 MiB
+ * region are in one shard. */
+#define HS_TABLE_SHARDS 512
+#define HS_TABLE_FILLER (~(uintptr_t)15) /* what follows the blocks in the pages */
+struct hs_seg { size_t start, count; };
+void *hs_table_take(size_t *n, size_t *total, size_t *bytes, struct hs_seg *seg);
 int hs_table_set_flag(uintptr_t addr, uint64_t flag);
 void hs_table_lock_all(void);
 void hs_table_unlock_all(void);
@@ -187,6 +192,10 @@ void hs_table_foreach(void (*fn)(uintptr_t addr, uint64_t meta, void *arg), void
 size_t hs_table_count(void);
 /* The same, taking each shard's lock in turn (the world keeps running). */
 void hs_table_foreach_locked(void (*fn)(uintptr_t addr, uint64_t meta, void *arg), void *arg);
+
+/* ---- parallel.c: fn(0..n-1) on this thread and, where there is a second
+ * CPU, a helper that may run no libc code but memcpy (see parallel.c). */
+void hs_parallel_for(size_t n, void (*fn)(size_t i, void *arg), void *arg);
 
 /* ---- hooks.c ----------------------------------------------------------- */
 struct hs_real {

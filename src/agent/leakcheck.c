@@ -55,9 +55,10 @@ static struct {
   size_t n, cap;
   size_t taken_bytes;         /* the blocks are the table's own pages (last check) */
   uintptr_t lo, hi;           /* [lowest block start, highest block end) */
-  uint64_t *pg_key;           /* page hash: key = page number + 1 */
-  uint32_t *pg_val;           /* index of the first block starting in the page */
-  size_t pg_mask;
+  struct region *reg;         /* the region index, by address */
+  uint32_t *reg_hash;         /* region number -> index + 1 */
+  uint32_t *reg_pages;
+  size_t nreg, reg_mask, npg;
   uint32_t *stack;            /* mark stack */
   size_t sp;
   uint64_t *ind_bytes, *ind_blocks; /* per clique leader */
@@ -121,55 +122,144 @@ static void flag_sort(struct blk *a, size_t n, uintptr_t lo, int shift) {
     if (count[d] > 1) flag_sort(a + start[d], count[d], lo, shift - 8);
 }
 
-static void sort_blocks(void) {
+static void sort_range(struct blk *a, size_t n) {
   uintptr_t lo = UINTPTR_MAX, hi = 0;
-  for (size_t i = 0; i < C.n; i++) {
-    if (C.b[i].addr < lo) lo = C.b[i].addr;
-    if (C.b[i].addr > hi) hi = C.b[i].addr;
+  for (size_t i = 0; i < n; i++) {
+    if (a[i].addr < lo) lo = a[i].addr;
+    if (a[i].addr > hi) hi = a[i].addr;
   }
   uint64_t span = (uint64_t)(hi - lo);
   int bits = span ? 64 - __builtin_clzll(span) : 1;
   int top = bits > 8 ? ((bits - 8 + 7) / 8) * 8 : 0; /* shift of the most significant digit */
-  flag_sort(C.b, C.n, lo, top);
+  flag_sort(a, n, lo, top);
 }
 
-static inline size_t pg_hash(uint64_t key) { return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20); }
-
-static int build_page_index(void) {
-  size_t pages = 0;
-  uint64_t last = ~0ull;
-  for (size_t i = 0; i < C.n; i++)
-    if ((C.b[i].addr >> 12) != last) {
-      last = C.b[i].addr >> 12;
-      pages++;
-    }
-  size_t cap = 1024;
-  while (cap < pages * 2) cap <<= 1;
-  C.pg_key = hs_mmap(cap * sizeof *C.pg_key);
-  C.pg_val = hs_mmap(cap * sizeof *C.pg_val);
-  if (!C.pg_key || !C.pg_val) return -1;
-  C.pg_mask = cap - 1;
-  last = ~0ull;
-  for (size_t i = 0; i < C.n; i++) {
-    uint64_t pg = C.b[i].addr >> 12;
-    if (pg == last) continue;
-    last = pg;
-    size_t h = pg_hash(pg + 1) & C.pg_mask;
-    while (C.pg_key[h]) h = (h + 1) & C.pg_mask;
-    C.pg_key[h] = pg + 1;
-    C.pg_val[h] = (uint32_t)i;
+/* In sorted a[0, n), the end of the run of blocks in a[i]'s 1 MiB region:
+ * galloping, then binary search (regions hold thousands of blocks). */
+static size_t region_end(const struct blk *a, size_t i, size_t n) {
+  const uintptr_t lim = ((a[i].addr >> 20) + 1) << 20;
+  size_t in = i, step = 1, lo, hi; /* a[in] is in the region */
+  while (in + step < n && a[in + step].addr < lim) {
+    in += step;
+    step *= 2;
   }
+  lo = in + 1;
+  hi = in + step < n ? in + step : n; /* a[hi] is not, or hi == n */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (a[mid].addr < lim)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* The taken table holds each shard's blocks side by side, and a shard holds
+ * whole 1 MiB regions. Sorting 8 million blocks as one array costs a cache
+ * and TLB miss for nearly every move; sorted shard by shard, each sort works
+ * in a few hundred KiB, and two CPUs share the shards. A sorted shard is
+ * a series of runs, one per region; the runs, ordered by region, are copied
+ * one after another into the final array. 8 million blocks: 0.53-0.72 s
+ * sorted whole, 0.34 s shard by shard on one CPU (plus 0.07 s to copy),
+ * 0.21-0.25 s in all on two. */
+static void sort_shard(size_t k, void *arg) {
+  const struct hs_seg *seg = arg;
+  sort_range(C.b + seg[k].start, seg[k].count);
+}
+
+static int sort_by_shard(const struct hs_seg *seg, size_t n) {
+  size_t nruns = 0;
+  hs_parallel_for(HS_TABLE_SHARDS, sort_shard, (void *)seg);
+  for (unsigned k = 0; k < HS_TABLE_SHARDS; k++)
+    for (size_t i = 0; i < seg[k].count; i = region_end(C.b + seg[k].start, i, seg[k].count)) nruns++;
+  /* key[r] = (first address, r), sorted by address; span[r] = the run's
+   * [start, end) in the taken array. */
+  struct blk *key = hs_mmap(nruns * sizeof *key);
+  struct hs_seg *span = hs_mmap(nruns * sizeof *span);
+  struct blk *dst = hs_mmap_populated(n * sizeof *dst);
+  if (!key || !span || !dst) {
+    hs_munmap(key, nruns * sizeof *key);
+    hs_munmap(span, nruns * sizeof *span);
+    hs_munmap(dst, n * sizeof *dst);
+    return -1;
+  }
+  size_t r = 0;
+  for (unsigned k = 0; k < HS_TABLE_SHARDS; k++) {
+    const struct blk *a = C.b + seg[k].start;
+    for (size_t i = 0, j; i < seg[k].count; i = j, r++) {
+      j = region_end(a, i, seg[k].count);
+      key[r] = (struct blk){a[i].addr, r};
+      span[r] = (struct hs_seg){seg[k].start + i, j - i};
+    }
+  }
+  sort_range(key, nruns);
+  size_t out = 0;
+  for (r = 0; r < nruns; r++) {
+    const struct hs_seg *sp = &span[key[r].meta];
+    memcpy(dst + out, C.b + sp->start, sp->count * sizeof *dst);
+    out += sp->count;
+  }
+  hs_munmap(key, nruns * sizeof *key);
+  hs_munmap(span, nruns * sizeof *span);
+  hs_munmap(C.b, C.taken_bytes);
+  C.b = dst;
+  C.taken_bytes = 0;
+  C.cap = n;
   return 0;
 }
 
-static long page_first(uint64_t pg) {
-  size_t h = pg_hash(pg + 1) & C.pg_mask;
-  for (;;) {
-    uint64_t k = C.pg_key[h];
-    if (!k) return -1;
-    if (k == pg + 1) return C.pg_val[h];
-    h = (h + 1) & C.pg_mask;
+/* The region index: for every 1 MiB region holding block starts, where its
+ * blocks are in the sorted array and, for regions with many, the first
+ * block at or after each of its 256 pages. Built in one pass over the
+ * sorted blocks; a lookup is a probe in a small hash (a few KiB per
+ * thousand regions: it stays in cache) and a short binary search. */
+struct region {
+  uint64_t num;      /* address >> 20 */
+  uint32_t start, end; /* its blocks: [start, end) */
+  uint32_t *pg;      /* pg[p] = first block at or after page p; pg[256] = end. NULL: few blocks */
+};
+#define PG_MIN 32 /* blocks in a region before it gets a page table */
+
+static inline size_t reg_hash(uint64_t num) { return (size_t)((num * 0x9E3779B97F4A7C15ull) >> 32); }
+
+static int build_region_index(void) {
+  size_t nreg = 0, npg = 0;
+  for (size_t i = 0, j; i < C.n; i = j) {
+    j = region_end(C.b, i, C.n);
+    nreg++;
+    npg += j - i >= PG_MIN;
   }
+  size_t cap = 64;
+  while (cap < nreg * 2) cap <<= 1;
+  C.reg = hs_mmap(nreg * sizeof *C.reg);
+  C.reg_hash = hs_mmap(cap * sizeof *C.reg_hash);
+  C.reg_pages = hs_mmap(npg * 257 * sizeof *C.reg_pages);
+  if (!C.reg || !C.reg_hash || (npg && !C.reg_pages)) return -1;
+  C.nreg = nreg;
+  C.reg_mask = cap - 1;
+  C.npg = npg;
+  size_t r = 0, pgk = 0;
+  for (size_t i = 0, j; i < C.n; i = j) {
+    uint64_t num = C.b[i].addr >> 20;
+    j = region_end(C.b, i, C.n);
+    struct region *g = &C.reg[r];
+    *g = (struct region){num, (uint32_t)i, (uint32_t)j, NULL};
+    if (j - i >= PG_MIN) {
+      g->pg = &C.reg_pages[257 * pgk++];
+      size_t k = i;
+      for (unsigned p = 0; p < 256; p++) {
+        uintptr_t base = (uintptr_t)((num << 20) | ((uint64_t)p << 12));
+        while (k < j && C.b[k].addr < base) k++;
+        g->pg[p] = (uint32_t)k;
+      }
+      g->pg[256] = (uint32_t)j;
+    }
+    size_t h = reg_hash(num) & C.reg_mask;
+    while (C.reg_hash[h]) h = (h + 1) & C.reg_mask;
+    C.reg_hash[h] = (uint32_t)++r; /* region index + 1 */
+  }
+  return 0;
 }
 
 /* Index of the last block starting at or before v within [lo, hi). */
@@ -184,18 +274,37 @@ static long last_le(uintptr_t v, long lo, long hi) {
   return lo - 1;
 }
 
+/* The last region whose number is at most num, or -1. */
+static long region_le(uint64_t num) {
+  size_t h = reg_hash(num) & C.reg_mask;
+  for (uint32_t k; (k = C.reg_hash[h]) != 0; h = (h + 1) & C.reg_mask)
+    if (C.reg[k - 1].num == num) return (long)k - 1;
+  long lo = 0, hi = (long)C.nreg;
+  while (lo < hi) {
+    long mid = lo + (hi - lo) / 2;
+    if (C.reg[mid].num <= num)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo - 1;
+}
+
+/* Index of the last block starting at or before v, or -1. */
+static inline long block_le(uintptr_t v) {
+  long r = region_le(v >> 20);
+  if (r < 0) return -1;
+  const struct region *g = &C.reg[r];
+  if (g->num != v >> 20) return (long)g->end - 1; /* v is past every block of g */
+  if (!g->pg) return last_le(v, g->start, g->end); /* start - 1 when v precedes them all */
+  unsigned p = (unsigned)(v >> 12) & 255;
+  return last_le(v, g->pg[p], g->pg[p + 1]);
+}
+
 /* The block that v points into (or at, for a zero-sized block), or -1. */
 static inline long find_block(uintptr_t v) {
   if (v < C.lo || v >= C.hi) return -1;
-  long first = page_first(v >> 12), cand;
-  if (first >= 0 && C.b[first].addr <= v) {
-    long end = first + 256 < (long)C.n ? first + 256 : (long)C.n;
-    cand = last_le(v, first, end);
-  } else if (first >= 0) {
-    cand = first - 1;
-  } else {
-    cand = last_le(v, 0, (long)C.n);
-  }
+  long cand = block_le(v);
   if (cand < 0) return -1;
   const struct blk *b = &C.b[cand];
   size_t size = BSIZE(b);
@@ -467,7 +576,7 @@ static void scan_root(uintptr_t s, uintptr_t e) {
       return;
     }
   }
-  long i = C.n ? last_le(s, 0, (long)C.n) : -1;
+  long i = C.n ? block_le(s) : -1;
   if (i >= 0 && C.b[i].addr + BSIZE(&C.b[i]) > s) s = C.b[i].addr + BSIZE(&C.b[i]);
   for (i++; i < (long)C.n && C.b[i].addr < e; i++) {
     if (C.b[i].addr > s) scan_range(s, C.b[i].addr, 1, -1);
@@ -597,8 +706,9 @@ static int group(struct hs_leak_result *res) {
 
 static void release(void) {
   if (C.b) hs_munmap(C.b, C.taken_bytes ? C.taken_bytes : C.cap * sizeof *C.b);
-  if (C.pg_key) hs_munmap(C.pg_key, (C.pg_mask + 1) * sizeof *C.pg_key);
-  if (C.pg_val) hs_munmap(C.pg_val, (C.pg_mask + 1) * sizeof *C.pg_val);
+  if (C.reg) hs_munmap(C.reg, C.nreg * sizeof *C.reg);
+  if (C.reg_hash) hs_munmap(C.reg_hash, (C.reg_mask + 1) * sizeof *C.reg_hash);
+  if (C.reg_pages) hs_munmap(C.reg_pages, C.npg * 257 * sizeof *C.reg_pages);
   if (C.stack) hs_munmap(C.stack, (C.n + 1) * sizeof *C.stack);
   if (C.ind_bytes) hs_munmap(C.ind_bytes, (C.n + 1) * sizeof *C.ind_bytes);
   if (C.ind_blocks) hs_munmap(C.ind_blocks, (C.n + 1) * sizeof *C.ind_blocks);
@@ -617,7 +727,8 @@ static double now(clockid_t c) {
 }
 
 int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp, int take_table) {
-  double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_THREAD_CPUTIME_ID), t_sort = 0, t_mark = 0;
+  double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID), t_take = 0, t_sort = 0, t_index = 0, t_mark = 0,
+         t_group = 0;
   int saved_guard = hs_in_agent;
   hs_in_agent = 1;
   memset(res, 0, sizeof *res);
@@ -633,8 +744,11 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp, int take_table) {
   res->nthreads = nth + 1;
 
   size_t live = 0, total = 0;
-  if (take_table && (C.b = hs_table_take(&live, &total, &C.taken_bytes))) {
+  static struct hs_seg seg[HS_TABLE_SHARDS]; /* only one check runs at a time: hs_table_lock_all */
+  int by_shard = 0;
+  if (take_table && (C.b = hs_table_take(&live, &total, &C.taken_bytes, seg))) {
     C.n = total; /* the blocks, then filler entries that sort last */
+    by_shard = 1;
   } else {
     C.cap = hs_table_count() + 1;
     C.b = hs_mmap_populated(C.cap * sizeof *C.b);
@@ -649,10 +763,12 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp, int take_table) {
   sigaction(SIGBUS, &fa, &old_bus);
 
   if (!C.b) goto out;
+  t_take = now(CLOCK_MONOTONIC) - t0;
   t_sort = now(CLOCK_MONOTONIC);
-  if (C.n) sort_blocks();
+  if (C.n && (!by_shard || sort_by_shard(seg, live))) sort_range(C.b, C.n);
   t_sort = now(CLOCK_MONOTONIC) - t_sort;
   C.n = live;
+  t_index = now(CLOCK_MONOTONIC);
   if (read_maps()) goto out;
   if (C.n) {
     C.lo = C.b[0].addr;
@@ -670,7 +786,7 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp, int take_table) {
     C.caproots = C.n + 1;
     C.roots = hs_mmap(C.caproots * sizeof *C.roots);
     C.parent = -1;
-    if (!C.st || !C.stack || !C.ind_bytes || !C.ind_blocks || !C.max_off || !C.root_of || !C.roots || build_page_index())
+    if (!C.st || !C.stack || !C.ind_bytes || !C.ind_blocks || !C.max_off || !C.root_of || !C.roots || build_region_index())
       goto out;
 
     /* Blocks the program asked us to ignore are treated as roots. */
@@ -680,6 +796,7 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp, int take_table) {
         SET_STATE(i, REACHABLE);
         push((long)i);
       }
+    t_index = now(CLOCK_MONOTONIC) - t_index;
     t_mark = now(CLOCK_MONOTONIC);
     if (hs_libc_data_hi) find_main_arena();
     scan_roots(th, nth, my_sp);
@@ -691,7 +808,9 @@ int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp, int take_table) {
       }
     t_mark = now(CLOCK_MONOTONIC) - t_mark;
   }
+  t_group = now(CLOCK_MONOTONIC);
   rc = group(res);
+  t_group = now(CLOCK_MONOTONIC) - t_group;
   res->scanned_bytes = C.scanned;
 
 out:
@@ -703,9 +822,12 @@ out:
   hs_threads_unlock();
   release();
   if (hs_opt.check_timing)
-    hs_warn("check_timing: %zu blocks, %lu ms wall, %lu ms CPU (sort %lu ms, roots and mark %lu ms)", live,
-            (unsigned long)((now(CLOCK_MONOTONIC) - t0) * 1e3), (unsigned long)((now(CLOCK_THREAD_CPUTIME_ID) - c0) * 1e3),
-            (unsigned long)(t_sort * 1e3), (unsigned long)(t_mark * 1e3));
+    hs_warn("check_timing: %zu blocks, %lu ms wall, %lu ms CPU (stop and take %lu ms, sort %lu ms, index %lu ms, "
+            "roots and mark %lu ms, group %lu ms)",
+            live, (unsigned long)((now(CLOCK_MONOTONIC) - t0) * 1e3),
+            (unsigned long)((now(CLOCK_PROCESS_CPUTIME_ID) - c0) * 1e3), (unsigned long)(t_take * 1e3),
+            (unsigned long)(t_sort * 1e3), (unsigned long)(t_index * 1e3), (unsigned long)(t_mark * 1e3),
+            (unsigned long)(t_group * 1e3));
   hs_in_agent = saved_guard;
   return rc;
 }

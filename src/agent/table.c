@@ -7,7 +7,7 @@
 
 #include "hs.h"
 
-#define SHARD_BITS 9
+#define SHARD_BITS 9 /* HS_TABLE_SHARDS */
 #define NSHARDS (1u << SHARD_BITS)
 #define INITIAL_CAP 256
 
@@ -18,6 +18,7 @@ struct shard {
   struct slot *slots;
 } __attribute__((aligned(64))); /* one cache line each: no false sharing */
 static struct shard shards[NSHARDS];
+_Static_assert(NSHARDS == HS_TABLE_SHARDS, "hs.h names the shard count");
 
 /* The shard is chosen by the 1 MiB region of the address, the slot by the
  * whole address. glibc gives each thread its own arena, so threads mostly
@@ -138,38 +139,42 @@ int hs_table_set_flag(uintptr_t addr, uint64_t flag) {
   return e != NULL;
 }
 
-/* The last check needs every live block in one array, sorted. Copying 8
- * million blocks into fresh memory costs more than the sort in a VM, where
+/* The last check needs every live block in one array. Copying 8 million
+ * blocks into fresh memory costs more than the sort in a VM, where
  * first-touch pages are dear; the table's own pages are already there. Each
- * shard's live slots are packed to the front of its array and those pages
- * moved side by side into one mapping (mremap: no copy). The ends of the
- * last pages are filled with an address above every block, so that they
- * sort last: the first n entries are the blocks. */
-void *hs_table_take(size_t *n, size_t *total, size_t *bytes) {
+ * shard's live slots are packed to the front of its array (two shards at a
+ * time where there are two CPUs) and those pages moved side by side into
+ * one mapping (mremap: no copy). The ends of the last pages are filled with
+ * HS_TABLE_FILLER, above every block; seg[] says where each shard's blocks
+ * are. */
+/* Runs on hs_parallel_for's helper too, so: no libc. */
+static void pack_shard(size_t i, void *arg) {
+  (void)arg;
+  struct shard *s = &shards[i];
+  uint32_t k = 0;
+  for (uint32_t j = 0; s->count && j < s->cap; j++)
+    if (s->slots[j].addr) s->slots[k++] = s->slots[j];
+  size_t len = ((size_t)s->count * sizeof(struct slot) + 4095) & ~(size_t)4095;
+  for (size_t j = s->count; j < len / sizeof(struct slot); j++) s->slots[j] = (struct slot){HS_TABLE_FILLER, 0};
+}
+
+void *hs_table_take(size_t *n, size_t *total, size_t *bytes, struct hs_seg *seg) {
   size_t need = 0, live = 0;
-  for (unsigned i = 0; i < NSHARDS; i++)
+  for (unsigned i = 0; i < NSHARDS; i++) {
     need += ((size_t)shards[i].count * sizeof(struct slot) + 4095) & ~(size_t)4095;
+    live += shards[i].count;
+  }
   if (!need) return NULL;
   char *r = hs_mmap(need);
   if (!r) return NULL;
-  uintptr_t hi = 0;
-  for (unsigned i = 0; i < NSHARDS; i++) {
-    struct shard *s = &shards[i];
-    uint32_t k = 0;
-    for (uint32_t j = 0; s->count && j < s->cap; j++)
-      if (s->slots[j].addr) {
-        if (s->slots[j].addr > hi) hi = s->slots[j].addr;
-        s->slots[k++] = s->slots[j];
-      }
-    live += k;
-  }
+  hs_parallel_for(NSHARDS, pack_shard, NULL);
   size_t off = 0;
   for (unsigned i = 0; i < NSHARDS; i++) {
     struct shard *s = &shards[i];
+    seg[i] = (struct hs_seg){off / sizeof(struct slot), s->count};
     if (!s->cap) continue;
     size_t len = ((size_t)s->count * sizeof(struct slot) + 4095) & ~(size_t)4095;
     if (len) {
-      for (size_t j = s->count; j < len / sizeof(struct slot); j++) s->slots[j] = (struct slot){hi + 16, 0};
       if (hs_mmove(s->slots, (size_t)s->cap * sizeof(struct slot), len, r + off)) {
         memcpy(r + off, s->slots, len);
         hs_munmap(s->slots, (size_t)s->cap * sizeof(struct slot));

@@ -211,7 +211,7 @@ struct found {
   int kind;
   uint64_t bytes, blocks, ind_bytes, ind_blocks;
 };
-static struct found by_tag[16];
+static struct found by_tag[32];
 
 __attribute__((noinline)) static void build_graph(void) {
   /* tag 1: root -> A -> B (start pointers): reachable. */
@@ -279,7 +279,7 @@ static void check_graph(int take) {
   for (size_t i = 0; i < res.nrecords; i++) {
     const struct hs_leak_record *r = &res.records[i];
     if (getenv("HS_UNIT_DEBUG")) fprintf(stderr, "rec stack %u kind %d bytes %lu blocks %lu\n", r->stack, r->kind, (unsigned long)r->bytes, (unsigned long)r->blocks);
-    if (r->stack >= 16) continue;
+    if (r->stack >= 32) continue;
     struct found *f = &by_tag[r->stack];
     if (f->kind != -1 && f->kind != r->kind) {
       /* two kinds for one tag: keep the definite one (tag 5/6 tests) */
@@ -310,12 +310,88 @@ static void check_graph(int take) {
   hs_leak_result_free(&res);
 }
 
+/* The check's address lookup (region index, page tables, the fallback for
+ * addresses in regions without blocks) on blocks spread over six 1 MiB
+ * regions, some dense, some spanning regions; both check paths. */
+static void check_regions(int take);
+/* Its locals die before the check: only the roots array holds pointers. */
+__attribute__((noinline)) static void build_regions(char *base) {
+  const size_t mib = 1 << 20;
+  uintptr_t *r = roots + 16;
+  memset(roots, 0, 4096);
+  /* region 0: a chain of 200 blocks, 64 bytes apart, each holding the next
+   * one's address + 8: the first is reachable (tag 20), the rest possible (21) */
+  uintptr_t *prev = NULL;
+  for (int k = 0; k < 200; k++) {
+    uintptr_t *b = (uintptr_t *)(base + 64 * k);
+    hs_table_insert((uintptr_t)b, hs_meta(48, k ? 21 : 20));
+    if (prev) prev[0] = (uintptr_t)b + 8;
+    prev = b;
+  }
+  r[0] = (uintptr_t)base;
+  /* region 0: a pointer into a page without blocks, past a block's end:
+   * that block stays definitely lost (22) */
+  hs_table_insert((uintptr_t)(base + mib / 2), hs_meta(64, 22));
+  r[1] = (uintptr_t)(base + mib / 2 + 4096 + 8);
+  /* regions 1-2: a 1.5 MiB block (23) reached by an interior pointer in
+   * region 2, before region 2's first block: possibly lost */
+  char *big = base + mib + 4096;
+  hs_table_insert((uintptr_t)big, hs_meta(mib + mib / 2, 23));
+  r[2] = (uintptr_t)(base + 2 * mib + mib / 4);
+  /* region 2: 100 unreferenced blocks after the big one: definitely lost (24) */
+  for (int k = 0; k < 100; k++) hs_table_insert((uintptr_t)(big + mib + mib / 2 + 4096 + 64 * k), hs_meta(32, 24));
+  /* regions 3-4: a 2 MiB block (25) reached from region 4, which holds no
+   * block start (the lookup's fallback): possibly lost */
+  hs_table_insert((uintptr_t)(base + 3 * mib), hs_meta(2 * mib, 25));
+  r[3] = (uintptr_t)(base + 4 * mib + mib / 2);
+  /* region 5: pointers just before and after a block (26): definitely lost */
+  hs_table_insert((uintptr_t)(base + 5 * mib + 128), hs_meta(64, 26));
+  r[4] = (uintptr_t)(base + 5 * mib + 120);
+  r[5] = (uintptr_t)(base + 5 * mib + 192);
+}
+
+static void test_regions(void **st) {
+  (void)st;
+  for (uintptr_t f = 2000; f < 2040; f++) hs_depot_put(&f, 1);
+  const size_t mib = 1 << 20;
+  char *m = mmap(NULL, 7 * mib, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(m != MAP_FAILED);
+  /* base is the first block's address: a pointer to it on the stack is harmless */
+  build_regions((char *)(((uintptr_t)m + mib - 1) & ~(uintptr_t)(mib - 1)));
+  scrub_stack();
+  check_regions(0);
+  scrub_stack();
+  check_regions(1);
+  munmap(m, 7 * mib);
+}
+
+static void check_regions(int take) {
+  struct hs_leak_result res;
+  assert_int_equal(hs_leak_check(&res, (uintptr_t)__builtin_frame_address(0), take), 0);
+  memset(by_tag, 0xff, sizeof by_tag);
+  for (size_t i = 0; i < res.nrecords; i++) {
+    const struct hs_leak_record *rec = &res.records[i];
+    if (rec->stack < 20 || rec->stack >= 32) continue;
+    by_tag[rec->stack] = (struct found){rec->kind, rec->bytes, rec->blocks, 0, 0};
+  }
+  assert_int_equal(by_tag[20].kind, HS_REACHABLE);
+  assert_int_equal(by_tag[21].kind, HS_POSSIBLE);
+  assert_int_equal(by_tag[21].blocks, 199);
+  assert_int_equal(by_tag[22].kind, HS_DEFINITE);
+  assert_int_equal(by_tag[23].kind, HS_POSSIBLE);
+  assert_int_equal(by_tag[24].kind, HS_DEFINITE);
+  assert_int_equal(by_tag[24].blocks, 100);
+  assert_int_equal(by_tag[25].kind, HS_POSSIBLE);
+  assert_int_equal(by_tag[26].kind, HS_DEFINITE);
+  hs_leak_result_free(&res);
+}
+
 int main(void) {
   hs_options_defaults(&hs_opt);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_size),  cmocka_unit_test(test_parse_kinds), cmocka_unit_test(test_options),
       cmocka_unit_test(test_supp_match),  cmocka_unit_test(test_supp_load),   cmocka_unit_test(test_json_string),
-      cmocka_unit_test(test_table),       cmocka_unit_test(test_depot),       cmocka_unit_test(test_classification),
+      cmocka_unit_test(test_table),       cmocka_unit_test(test_depot),       cmocka_unit_test(test_classification), cmocka_unit_test(test_regions),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,67 @@
+/* A second core for the exit check's pure computation (sorting the blocks,
+ * packing the table), while the program's threads are stopped.
+ *
+ * The helper is a bare clone(): pthread_create could block on a lock that a
+ * stopped thread holds (glibc's stack cache lock), and must not run the
+ * program's pthread hooks. The helper therefore has no TLS of its own (it
+ * shares the caller's thread pointer, which the work functions never use),
+ * calls nothing in libc but memcpy, and leaves by the raw exit system call
+ * in glibc's clone(). Every signal is blocked in it (the mask is inherited
+ * at clone), so no handler of the program ever runs on it. The kernel
+ * clears and wakes `tid` when it is gone (CLONE_CHILD_CLEARTID): only then
+ * is its stack unmapped. If anything fails, the caller does all the work. */
+#define _GNU_SOURCE
+#include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "hs.h"
+
+struct job {
+  void (*fn)(size_t i, void *arg);
+  void *arg;
+  size_t n;
+  _Atomic size_t next;
+  volatile pid_t tid; /* the helper's, cleared by the kernel at its exit */
+};
+
+static void work(struct job *j) {
+  for (;;) {
+    size_t i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+    if (i >= j->n) return;
+    j->fn(i, j->arg);
+  }
+}
+
+static int helper(void *arg) {
+  work(arg);
+  return 0;
+}
+
+static int cpus(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set)) return 1;
+  return CPU_COUNT(&set);
+}
+
+void hs_parallel_for(size_t n, void (*fn)(size_t i, void *arg), void *arg) {
+  struct job j = {.fn = fn, .arg = arg, .n = n};
+  const size_t stack_size = 256 << 10;
+  char *stack = n > 1 && cpus() > 1 ? hs_mmap(stack_size) : NULL;
+  int started = 0;
+  if (stack) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
+                CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
+    started = clone(helper, stack + stack_size, flags, &j, (pid_t *)&j.tid, NULL, (pid_t *)&j.tid) > 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+  }
+  work(&j);
+  if (started)
+    for (pid_t t; (t = j.tid) != 0;) syscall(SYS_futex, &j.tid, FUTEX_WAIT, t, NULL, NULL, 0);
+  if (stack) hs_munmap(stack, stack_size);
+}
