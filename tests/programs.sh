@@ -79,6 +79,22 @@ begin "check_timing=1 reports the exit check's duration by phase"
 out=$(cd "$D" && HEAPSCOPE_OPTIONS=check_timing=1 T=60 with_timeout "$HS" run --leak-check=summary -- "$D/stacks" cycle 2>&1 >/dev/null)
 expect_match "timing line" "check_timing: [0-9]* blocks, [0-9]* ms wall, [0-9]* ms CPU \(stop and take [0-9]* ms, sort [0-9]* ms, index [0-9]* ms, roots and mark [0-9]* ms, group [0-9]* ms\)" "$out"
 end
+# The exit check shares its sort with a helper thread (a bare clone) where
+# there is a second CPU; on one CPU, or where clone is forbidden, it does all
+# the work itself: the same result every way.
+gcc -O2 -g -o "$D/noclone" "$ROOT/tests/progs/noclone.c"
+for how in helper one-cpu noclone; do
+  begin "exit check: $how"
+  case $how in
+  helper) out=$(T=60 with_timeout "$HS" run -- "$D/noclone" 2>&1) ;;
+  one-cpu) out=$(T=60 with_timeout taskset -c 0 "$HS" run -- "$D/noclone" 2>&1) ;;
+  noclone) out=$(T=60 with_timeout "$HS" run -- "$D/noclone" noclone 2>&1) ;;
+  esac
+  expect_match "program ran" "^done" "$out"
+  expect_match "definite" "definitely lost: 1,000 bytes in 10 blocks" "$out"
+  expect_match "reachable" "still reachable: [0-9,]* bytes in 100,001 blocks" "$out"
+  end
+done
 verify_unwind stacks-O2 /dev/null "$D/stacks"
 verify_unwind stacks-O0 /dev/null "$D/stacks0"
 HEAPSCOPE_MAXF=max_frames=4, verify_unwind stacks-O2-4-frames /dev/null "$D/stacks"
