@@ -2,18 +2,28 @@
  * 32-bit id (LeakSanitizer's design). Lookups are lock-free; inserts of new
  * stacks take one lock. Entries are never freed or moved, so a reader that
  * holds an id can read its frames at any time, even while the world is
- * stopped. */
+ * stopped.
+ *
+ * The index is an open-addressing table of entry pointers, each carrying 16
+ * more bits of the stack's hash in its top bits (a probe rarely touches an
+ * entry that is not the one), kept at most half full and doubled under the
+ * lock: a new table is filled and published; readers still in an old one
+ * find what was there (a stack added since is found again under the lock),
+ * and old tables are never unmapped (together less than the last one). A
+ * program has thousands of stacks (cc1: 5,000 over 4.6 million captures),
+ * so the index stays small enough to stay in cache; a fixed table sized for
+ * millions of stacks costs a cache miss a lookup and megabytes of touched
+ * pages. */
 #define _GNU_SOURCE
 #include <string.h>
 
 #include "hs.h"
 
-#define NBUCKETS (1u << 20)
+#define INDEX_MIN_BITS 12
 #define CHUNK_BITS 16
 #define NCHUNKS ((HS_MAX_STACK_ID >> CHUNK_BITS) + 1)
 
 struct entry {
-  _Atomic(struct entry *) next;
   uint32_t hash, id;
   uint32_t n;
   /* allocations made here since start, unbiased: count in 1/65536ths */
@@ -21,7 +31,12 @@ struct entry {
   uintptr_t frames[];
 };
 
-static _Atomic(struct entry *) *buckets;
+struct index {
+  size_t mask;
+  _Atomic uintptr_t slot[]; /* entry | (hash >> 16) << 48; 0 = empty */
+};
+static _Atomic(struct index *) index_now;
+static size_t index_used;
 static _Atomic(struct entry **) chunks[NCHUNKS];
 static atomic_uint count; /* ids handed out; id 0 is "no stack" */
 static hs_lock_t lock;
@@ -49,34 +64,75 @@ static uint32_t hash_frames(const uintptr_t *f, unsigned n) {
   return (uint32_t)(x ^ (x >> 32));
 }
 
+#define TAG(h) ((uintptr_t)((h) >> 16) << 48)
+#define ENTRY(v) ((struct entry *)((v) & ((1ull << 48) - 1)))
+
+static struct index *index_new(unsigned bits) {
+  struct index *x = hs_mmap(sizeof *x + (sizeof x->slot[0] << bits));
+  if (x) x->mask = ((size_t)1 << bits) - 1;
+  return x;
+}
+
+static void index_put(struct index *x, struct entry *e) {
+  size_t i = e->hash & x->mask;
+  while (atomic_load_explicit(&x->slot[i], memory_order_relaxed)) i = (i + 1) & x->mask;
+  atomic_store_explicit(&x->slot[i], (uintptr_t)e | TAG(e->hash), memory_order_release);
+}
+
+static struct entry *index_find(struct index *x, uint32_t h, const uintptr_t *frames, unsigned n) {
+  const uintptr_t tag = TAG(h);
+  for (size_t i = h & x->mask;; i = (i + 1) & x->mask) {
+    uintptr_t v = atomic_load_explicit(&x->slot[i], memory_order_acquire);
+    if (!v) return NULL;
+    struct entry *e = ENTRY(v);
+    if ((v & ~((1ull << 48) - 1)) == tag && e->hash == h && e->n == n &&
+        !memcmp(e->frames, frames, n * sizeof *frames))
+      return e;
+  }
+}
+
 static int init(void) {
   if (atomic_load_explicit(&ready, memory_order_acquire)) return 1;
   hs_lock(&lock);
-  if (!buckets) buckets = hs_mmap(NBUCKETS * sizeof *buckets);
-  if (buckets) atomic_store_explicit(&ready, 1, memory_order_release);
+  if (!atomic_load_explicit(&index_now, memory_order_relaxed))
+    atomic_store_explicit(&index_now, index_new(INDEX_MIN_BITS), memory_order_release);
+  int ok = atomic_load_explicit(&index_now, memory_order_relaxed) != NULL;
+  if (ok) atomic_store_explicit(&ready, 1, memory_order_release);
   hs_unlock(&lock);
-  return buckets != NULL;
+  return ok;
 }
 
 uint32_t hs_depot_put(const uintptr_t *frames, unsigned n) {
   if (!n || !init()) return HS_STACK_NONE;
   uint32_t h = hash_frames(frames, n);
-  _Atomic(struct entry *) *b = &buckets[h & (NBUCKETS - 1)];
-  for (struct entry *e = atomic_load_explicit(b, memory_order_acquire); e;
-       e = atomic_load_explicit(&e->next, memory_order_acquire))
-    if (e->hash == h && e->n == n && !memcmp(e->frames, frames, n * sizeof *frames)) return e->id;
+  struct entry *e = index_find(atomic_load_explicit(&index_now, memory_order_acquire), h, frames, n);
+  if (e) return e->id;
 
   hs_lock(&lock);
-  struct entry *head = atomic_load_explicit(b, memory_order_relaxed);
-  for (struct entry *e = head; e; e = atomic_load_explicit(&e->next, memory_order_relaxed))
-    if (e->hash == h && e->n == n && !memcmp(e->frames, frames, n * sizeof *frames)) {
-      hs_unlock(&lock);
-      return e->id;
-    }
+  struct index *x = atomic_load_explicit(&index_now, memory_order_relaxed);
+  if ((e = index_find(x, h, frames, n))) {
+    hs_unlock(&lock);
+    return e->id;
+  }
   uint32_t id = atomic_load_explicit(&count, memory_order_relaxed) + 1;
   if (id > HS_MAX_STACK_ID) {
     hs_unlock(&lock);
     return HS_STACK_NONE;
+  }
+  if ((index_used + 1) * 2 > x->mask + 1) { /* double it: at most half full */
+    unsigned bits = 0;
+    while (((size_t)1 << bits) < (x->mask + 1) * 2) bits++;
+    struct index *nx = index_new(bits);
+    if (!nx) {
+      hs_unlock(&lock);
+      return HS_STACK_NONE;
+    }
+    for (size_t i = 0; i <= x->mask; i++) {
+      uintptr_t v = atomic_load_explicit(&x->slot[i], memory_order_relaxed);
+      if (v) index_put(nx, ENTRY(v));
+    }
+    atomic_store_explicit(&index_now, nx, memory_order_release);
+    x = nx;
   }
   struct entry **chunk = atomic_load_explicit(&chunks[id >> CHUNK_BITS], memory_order_relaxed);
   if (!chunk) {
@@ -87,8 +143,8 @@ uint32_t hs_depot_put(const uintptr_t *frames, unsigned n) {
     }
     atomic_store_explicit(&chunks[id >> CHUNK_BITS], chunk, memory_order_release);
   }
-  struct entry *e = hs_alloc(sizeof *e + n * sizeof *frames);
-  if (!e) {
+  e = hs_alloc(sizeof *e + n * sizeof *frames);
+  if (!e || (uintptr_t)e >> 48) { /* the index keeps hash bits above 48 (mmap gives lower addresses) */
     hs_unlock(&lock);
     return HS_STACK_NONE;
   }
@@ -98,10 +154,10 @@ uint32_t hs_depot_put(const uintptr_t *frames, unsigned n) {
   atomic_init(&e->alloc_count_fp, 0);
   atomic_init(&e->alloc_bytes, 0);
   memcpy(e->frames, frames, n * sizeof *frames);
-  atomic_store_explicit(&e->next, head, memory_order_relaxed);
   chunk[id & ((1u << CHUNK_BITS) - 1)] = e;
   atomic_store_explicit(&count, id, memory_order_release);
-  atomic_store_explicit(b, e, memory_order_release);
+  index_put(x, e); /* after the entry is whole: index_put's store releases it */
+  index_used++;
   hs_unlock(&lock);
   return id;
 }
