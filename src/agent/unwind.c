@@ -33,18 +33,32 @@ int hs_fast_unwind = 1;
  *   bit  33     rbp unchanged by this frame
  *   bit  34     end of stack (return address undefined)
  *   bit  35     valid
+ *   bit  36     R_NONE: cached, no rule (the frame goes to libunwind)
  *   bits 40..55 offset of the saved rbp from the CFA (signed 16) */
 #define R_BASE_RBP (1ull << 32)
 #define R_RBP_SAME (1ull << 33)
 #define R_END (1ull << 34)
 #define R_VALID (1ull << 35)
+#define R_NONE (1ull << 36) /* cached: no rule here (never 0, which means "not cached") */
 
 struct slot {
   atomic_uintptr_t pc;
   atomic_ulong rule;
 };
-#define CACHE_BITS 18
-static struct slot *cache;
+/* The shared rule cache: open addressing, at most half full, doubled under
+ * miss_lock. A new table is filled and published; a reader still in an old
+ * one finds what was there, or misses and looks again under the lock. Old
+ * tables are never unmapped (together less than the last). A program walks
+ * a few thousand return addresses (cc1: 4,300), so the table stays small
+ * enough to stay in cache; a fixed table sized for the largest programs
+ * (4 MiB) cost a cache miss a lookup and megabytes of touched pages. */
+struct rules {
+  size_t mask;
+  struct slot s[];
+};
+#define RULES_MIN_BITS 10
+static _Atomic(struct rules *) cache;
+static size_t cache_used; /* under miss_lock */
 static hs_lock_t miss_lock;
 
 struct module {
@@ -198,22 +212,66 @@ out:
   return rule;
 }
 
-static inline size_t slot_of(uintptr_t pc) {
-  return (size_t)(((uint64_t)pc * 0x9E3779B97F4A7C15ull) >> (64 - CACHE_BITS));
+static inline size_t slot_of(const struct rules *t, uintptr_t pc) {
+  return (size_t)(((uint64_t)pc * 0x9E3779B97F4A7C15ull) >> 32) & t->mask;
+}
+
+static struct rules *rules_new(size_t slots) {
+  struct rules *t = hs_mmap(sizeof *t + slots * sizeof t->s[0]);
+  if (t) t->mask = slots - 1;
+  return t;
+}
+
+static void rules_put(struct rules *t, uintptr_t pc, uint64_t r) {
+  size_t i = slot_of(t, pc);
+  for (;; i = (i + 1) & t->mask) {
+    uintptr_t k = atomic_load_explicit(&t->s[i].pc, memory_order_relaxed);
+    if (k == pc) return;
+    if (!k) break;
+  }
+  atomic_store_explicit(&t->s[i].rule, r, memory_order_relaxed);
+  atomic_store_explicit(&t->s[i].pc, pc, memory_order_release);
+}
+
+/* The rule for pc in t, or 0 (never a valid rule: R_VALID is set in those). */
+static inline uint64_t rules_get(const struct rules *t, uintptr_t pc) {
+  for (size_t i = slot_of(t, pc);; i = (i + 1) & t->mask) {
+    uintptr_t k = atomic_load_explicit(&t->s[i].pc, memory_order_acquire);
+    if (k == pc) return atomic_load_explicit(&t->s[i].rule, memory_order_relaxed);
+    if (!k) return 0;
+  }
 }
 
 static HS_COLD uint64_t rule_miss(uintptr_t pc) {
   hs_lock(&miss_lock);
-  uint64_t r = compute_rule(pc);
-  size_t i = slot_of(pc);
-  for (int probe = 0; probe < 32; probe++, i = (i + 1) & ((1u << CACHE_BITS) - 1)) {
-    uintptr_t k = atomic_load_explicit(&cache[i].pc, memory_order_relaxed);
-    if (k == pc) break;
-    if (!k) {
-      atomic_store_explicit(&cache[i].rule, r, memory_order_relaxed);
-      atomic_store_explicit(&cache[i].pc, pc, memory_order_release);
-      break;
+  struct rules *t = atomic_load_explicit(&cache, memory_order_relaxed);
+  uint64_t r = 0;
+  size_t i = slot_of(t, pc);
+  for (;; i = (i + 1) & t->mask) { /* another thread may have put it meanwhile */
+    uintptr_t k = atomic_load_explicit(&t->s[i].pc, memory_order_relaxed);
+    if (k == pc) {
+      r = atomic_load_explicit(&t->s[i].rule, memory_order_relaxed);
+      hs_unlock(&miss_lock);
+      return r;
     }
+    if (!k) break;
+  }
+  r = compute_rule(pc);
+  if (!r) r = R_NONE;
+  if ((cache_used + 1) * 2 > t->mask + 1) {
+    struct rules *n = rules_new((t->mask + 1) * 2);
+    if (n) {
+      for (i = 0; i <= t->mask; i++) {
+        uintptr_t k = atomic_load_explicit(&t->s[i].pc, memory_order_relaxed);
+        if (k) rules_put(n, k, atomic_load_explicit(&t->s[i].rule, memory_order_relaxed));
+      }
+      atomic_store_explicit(&cache, n, memory_order_release);
+      t = n;
+    }
+  }
+  if ((cache_used + 1) * 2 <= t->mask + 1) { /* else out of memory: the rule is not kept */
+    rules_put(t, pc, r);
+    cache_used++;
   }
   hs_unlock(&miss_lock);
   return r;
@@ -221,7 +279,7 @@ static HS_COLD uint64_t rule_miss(uintptr_t pc) {
 
 /* A small per-thread direct-mapped cache in front of the shared one: a hot
  * allocation site walks the same 10-20 return addresses every time, and the
- * shared table (4 MiB) would cost a cache miss per frame. */
+ * shared table would cost a cache miss per frame. */
 #define L1_BITS 11 /* 32 KiB a thread: big programs (cc1) walk thousands of distinct return addresses */
 struct l1 {
   uintptr_t pc;
@@ -337,13 +395,8 @@ void hs_unwind_thread_exit(void) {
 }
 
 static inline uint64_t rule_shared(uintptr_t pc) {
-  size_t i = slot_of(pc);
-  for (int probe = 0; probe < 32; probe++, i = (i + 1) & ((1u << CACHE_BITS) - 1)) {
-    uintptr_t k = atomic_load_explicit(&cache[i].pc, memory_order_acquire);
-    if (k == pc) return atomic_load_explicit(&cache[i].rule, memory_order_relaxed);
-    if (!k) break;
-  }
-  return rule_miss(pc);
+  uint64_t r = rules_get(atomic_load_explicit(&cache, memory_order_acquire), pc);
+  return r ? r : rule_miss(pc);
 }
 
 static inline uint64_t rule_for(uintptr_t pc) {
@@ -361,7 +414,9 @@ static inline uint64_t rule_for(uintptr_t pc) {
 void hs_unwind_flush(void) {
   if (!cache) return;
   hs_lock(&miss_lock);
-  for (size_t i = 0; i < (1u << CACHE_BITS); i++) atomic_store_explicit(&cache[i].pc, 0, memory_order_relaxed);
+  struct rules *t = atomic_load_explicit(&cache, memory_order_relaxed);
+  for (size_t i = 0; i <= t->mask; i++) atomic_store_explicit(&t->s[i].pc, 0, memory_order_relaxed);
+  cache_used = 0;
   atomic_fetch_add(&flush_gen, 1); /* per-thread caches notice and empty */
   /* Every user of the modules holds miss_lock: they can go. Keeping them
    * would keep each unloaded library's file mapped (ELF_C_READ_MMAP), one
@@ -863,7 +918,7 @@ void hs_unwind_init(void) {
   dl_iterate_phdr(find_self, (void *)(uintptr_t)&hs_unwind_init);
   dl_iterate_phdr(find_libc, NULL);
   if (hs_fast_unwind) {
-    cache = hs_mmap(sizeof(struct slot) << CACHE_BITS);
-    selftest_pending = cache != NULL;
+    atomic_store(&cache, rules_new(1u << RULES_MIN_BITS));
+    selftest_pending = atomic_load(&cache) != NULL;
   }
 }
