@@ -3,6 +3,7 @@
  * pointer graphs (memcheck's rules). The agent's objects are linked in with
  * tracking off, so the hooks pass every call through. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -190,6 +191,39 @@ static void test_depot(void **st) {
   assert_int_equal(f[2], 4);
   assert_null(hs_depot_get(999999, &n));
   assert_int_equal(hs_depot_put(a, 0), HS_STACK_NONE);
+}
+
+/* The depot's index grows (doubling, under its lock) while other threads
+ * look up: two threads put the same 20,000 new stacks in opposite orders;
+ * each stack must get one id, whoever put it first. */
+#define NGROW 20000
+static uint32_t grow_ids[2][NGROW];
+static void *depot_putter(void *arg) {
+  int t = (int)(intptr_t)arg;
+  for (int k = 0; k < NGROW; k++) {
+    int i = t ? NGROW - 1 - k : k;
+    uintptr_t f[4] = {0x5000, 0x6000 + (uintptr_t)i, 0x7000, (uintptr_t)i * 3};
+    grow_ids[t][i] = hs_depot_put(f, 4);
+  }
+  return NULL;
+}
+static void test_depot_grows(void **st) {
+  (void)st;
+  uint32_t before = hs_depot_count();
+  pthread_t th[2];
+  for (int t = 0; t < 2; t++) assert_int_equal(pthread_create(&th[t], NULL, depot_putter, (void *)(intptr_t)t), 0);
+  for (int t = 0; t < 2; t++) pthread_join(th[t], NULL);
+  assert_int_equal(hs_depot_count(), before + NGROW);
+  for (int i = 0; i < NGROW; i++) {
+    assert_int_not_equal(grow_ids[0][i], HS_STACK_NONE);
+    assert_int_equal(grow_ids[0][i], grow_ids[1][i]);
+    unsigned n;
+    const uintptr_t *f = hs_depot_get(grow_ids[0][i], &n);
+    assert_int_equal(n, 4);
+    assert_int_equal(f[1], 0x6000 + (uintptr_t)i);
+    uintptr_t again[4] = {0x5000, 0x6000 + (uintptr_t)i, 0x7000, (uintptr_t)i * 3};
+    assert_int_equal(hs_depot_put(again, 4), grow_ids[0][i]);
+  }
 }
 
 /* ---- classification on synthetic graphs ------------------------------ */
@@ -391,7 +425,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_size),  cmocka_unit_test(test_parse_kinds), cmocka_unit_test(test_options),
       cmocka_unit_test(test_supp_match),  cmocka_unit_test(test_supp_load),   cmocka_unit_test(test_json_string),
-      cmocka_unit_test(test_table),       cmocka_unit_test(test_depot),       cmocka_unit_test(test_classification), cmocka_unit_test(test_regions),
+      cmocka_unit_test(test_table),       cmocka_unit_test(test_depot), cmocka_unit_test(test_depot_grows),       cmocka_unit_test(test_classification), cmocka_unit_test(test_regions),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
