@@ -28,6 +28,49 @@
 #include "symbolize.h"
 #include "threads.h"
 
+/* libmicrohttpd is loaded when an endpoint starts, not with this library:
+ * every process under heapscope loads this library at exit to report, and
+ * libmicrohttpd brings gnutls and its dependencies along (about 2 ms of a
+ * process's exit, measured with dlopen). The calls below go through these
+ * pointers; the names stay libmicrohttpd's. */
+#include <dlfcn.h>
+static struct {
+  __typeof__(&MHD_start_daemon) start_daemon;
+  __typeof__(&MHD_get_daemon_info) get_daemon_info;
+  __typeof__(&MHD_create_response_from_buffer) create_response_from_buffer;
+  __typeof__(&MHD_add_response_header) add_response_header;
+  __typeof__(&MHD_queue_response) queue_response;
+  __typeof__(&MHD_destroy_response) destroy_response;
+  __typeof__(&MHD_lookup_connection_value) lookup_connection_value;
+} mhd;
+#define MHD_start_daemon mhd.start_daemon
+#define MHD_get_daemon_info mhd.get_daemon_info
+#define MHD_create_response_from_buffer mhd.create_response_from_buffer
+#define MHD_add_response_header mhd.add_response_header
+#define MHD_queue_response mhd.queue_response
+#define MHD_destroy_response mhd.destroy_response
+#define MHD_lookup_connection_value mhd.lookup_connection_value
+
+static const char *load_mhd(void) {
+  if (mhd.start_daemon) return NULL;
+  void *h = dlopen("libmicrohttpd.so.12", RTLD_NOW | RTLD_LOCAL);
+  if (!h) h = dlopen("libmicrohttpd.so", RTLD_NOW | RTLD_LOCAL);
+  if (!h) return dlerror();
+#define L(f, name) *(void **)&mhd.f = dlsym(h, name)
+  L(get_daemon_info, "MHD_get_daemon_info");
+  L(create_response_from_buffer, "MHD_create_response_from_buffer");
+  L(add_response_header, "MHD_add_response_header");
+  L(queue_response, "MHD_queue_response");
+  L(destroy_response, "MHD_destroy_response");
+  L(lookup_connection_value, "MHD_lookup_connection_value");
+  if (!mhd.get_daemon_info || !mhd.create_response_from_buffer || !mhd.add_response_header || !mhd.queue_response ||
+      !mhd.destroy_response || !mhd.lookup_connection_value)
+    return "a function is missing";
+  L(start_daemon, "MHD_start_daemon"); /* last: it marks the set as loaded */
+#undef L
+  return mhd.start_daemon ? NULL : "MHD_start_daemon is missing";
+}
+
 static const struct hs_agent_api *api;
 static struct MHD_Daemon *daemon_;
 static char token[256];
@@ -356,6 +399,12 @@ __attribute__((visibility("default"))) int hs_serve_start(const struct hs_agent_
   if (!a || a->abi != HS_REPORT_ABI) return -1;
   if (daemon_) {
     dprintf(2, "heapscope: warning: the HTTP endpoint already runs on %s\n", bound);
+    return -1;
+  }
+  const char *why = load_mhd();
+  if (why) {
+    dprintf(2, "heapscope: warning: cannot load libmicrohttpd (%s); the program runs without the HTTP endpoint\n",
+            why);
     return -1;
   }
   api = a;
