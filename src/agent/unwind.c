@@ -54,6 +54,7 @@ struct slot {
  * (4 MiB) cost a cache miss a lookup and megabytes of touched pages. */
 struct rules {
   size_t mask;
+  struct rules *older; /* the table this one replaced: emptied by a flush too */
   struct slot s[];
 };
 #define RULES_MIN_BITS 10
@@ -261,6 +262,7 @@ static HS_COLD uint64_t rule_miss(uintptr_t pc) {
   if ((cache_used + 1) * 2 > t->mask + 1) {
     struct rules *n = rules_new((t->mask + 1) * 2);
     if (n) {
+      n->older = t;
       for (i = 0; i <= t->mask; i++) {
         uintptr_t k = atomic_load_explicit(&t->s[i].pc, memory_order_relaxed);
         if (k) rules_put(n, k, atomic_load_explicit(&t->s[i].rule, memory_order_relaxed));
@@ -414,8 +416,8 @@ static inline uint64_t rule_for(uintptr_t pc) {
 void hs_unwind_flush(void) {
   if (!cache) return;
   hs_lock(&miss_lock);
-  struct rules *t = atomic_load_explicit(&cache, memory_order_relaxed);
-  for (size_t i = 0; i <= t->mask; i++) atomic_store_explicit(&t->s[i].pc, 0, memory_order_relaxed);
+  for (struct rules *t = atomic_load_explicit(&cache, memory_order_relaxed); t; t = t->older)
+    for (size_t i = 0; i <= t->mask; i++) atomic_store_explicit(&t->s[i].pc, 0, memory_order_relaxed);
   cache_used = 0;
   atomic_fetch_add(&flush_gen, 1); /* per-thread caches notice and empty */
   /* Every user of the modules holds miss_lock: they can go. Keeping them
