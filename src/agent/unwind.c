@@ -246,16 +246,10 @@ static inline uint64_t rules_get(const struct rules *t, uintptr_t pc) {
 static HS_COLD uint64_t rule_miss(uintptr_t pc) {
   hs_lock(&miss_lock);
   struct rules *t = atomic_load_explicit(&cache, memory_order_relaxed);
-  uint64_t r = 0;
-  size_t i = slot_of(t, pc);
-  for (;; i = (i + 1) & t->mask) { /* another thread may have put it meanwhile */
-    uintptr_t k = atomic_load_explicit(&t->s[i].pc, memory_order_relaxed);
-    if (k == pc) {
-      r = atomic_load_explicit(&t->s[i].rule, memory_order_relaxed);
-      hs_unlock(&miss_lock);
-      return r;
-    }
-    if (!k) break;
+  uint64_t r = rules_get(t, pc); /* another thread may have put it meanwhile */
+  if (r) {
+    hs_unlock(&miss_lock);
+    return r;
   }
   r = compute_rule(pc);
   if (!r) r = R_NONE;
@@ -263,7 +257,7 @@ static HS_COLD uint64_t rule_miss(uintptr_t pc) {
     struct rules *n = rules_new((t->mask + 1) * 2);
     if (n) {
       n->older = t;
-      for (i = 0; i <= t->mask; i++) {
+      for (size_t i = 0; i <= t->mask; i++) {
         uintptr_t k = atomic_load_explicit(&t->s[i].pc, memory_order_relaxed);
         if (k) rules_put(n, k, atomic_load_explicit(&t->s[i].rule, memory_order_relaxed));
       }
@@ -558,6 +552,15 @@ static inline void index_steps(struct ustate *u, const struct walk *w, unsigned 
   for (unsigned x = from; x < to; x++) u->idx[idx_of(w->s.s[x].cfa, w->s.s[x].ra)] = tag | x;
 }
 
+/* Takes the place order[dpos] for this walk, with its first ns steps: a new
+ * generation at once, so no later step can match the place's old walk. */
+static inline struct walk *walk_claim(struct ustate *u, unsigned dpos, const struct steps *fresh, unsigned ns) {
+  struct walk *d = &u->walks[u->order[dpos]];
+  if (!(++d->gen & GEN_MASK)) d->gen++;
+  move_steps(&d->s, 0, fresh, 0, ns);
+  return d;
+}
+
 /* Moves order[pos] to the front: the most recently used walk. */
 static inline void walk_use(struct ustate *u, unsigned pos) {
   unsigned char k = u->order[pos];
@@ -711,9 +714,7 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     }
     if (!merged) {
       if (wpos == NWALKS - 1) dpos = NWALKS - 2;
-      dst = &u->walks[u->order[dpos]];
-      if (!(++dst->gen & GEN_MASK)) dst->gen++;
-      move_steps(&dst->s, 0, fresh, 0, ns);
+      dst = walk_claim(u, dpos, fresh, ns);
     }
     move_steps(&dst->s, ns, &w->s, j + 1, nver);
     ns += nver;
@@ -725,11 +726,7 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     lookup = dst->s.s[ns - 1].ra - 1;
     in_agent = first_out < 0 || ns - 1 < (unsigned)first_out;
   }
-  if (!merged) {
-    dst = &u->walks[u->order[dpos]];
-    if (!(++dst->gen & GEN_MASK)) dst->gen++;
-    move_steps(&dst->s, 0, fresh, 0, ns);
-  }
+  if (!merged) dst = walk_claim(u, dpos, fresh, ns);
   dst->nsteps = ns;
   dst->nout = out;
   dst->first_out = first_out < 0 ? ns : (unsigned)first_out;
