@@ -132,6 +132,13 @@ expect_eq "second program still ran" "$truth" "$(cat "$WORK/o2")"
 expect_match "port in use warned" 'heapscope: warning: cannot serve on' "$(cat "$WORK/e2")"
 wait $SRV
 expect_eq "server program finished normally" "done" "$(cat "$WORK/srv.out")"
+# libmicrohttpd cannot be loaded (loaded only when an endpoint starts): the
+# same warning-and-run-on; two empty files shadow the library's names
+mkdir -p "$WORK/nomhd" && : >"$WORK/nomhd/libmicrohttpd.so.12" && : >"$WORK/nomhd/libmicrohttpd.so"
+LD_LIBRARY_PATH="$WORK/nomhd" "$HS" run --mode=sample --http=127.0.0.1:$((PORT + 3)) -- "$WORK/mix" >"$WORK/o4" 2>"$WORK/e4"
+expect_eq "status without libmicrohttpd" "0" "$?"
+expect_eq "program ran without libmicrohttpd" "$truth" "$(cat "$WORK/o4")"
+expect_match "libmicrohttpd missing warned" 'cannot load libmicrohttpd .*runs without the HTTP endpoint' "$(cat "$WORK/e4")"
 end
 
 begin "HTTP: loopback only unless allowed; bearer token"
