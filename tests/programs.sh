@@ -102,6 +102,10 @@ HEAPSCOPE_MAXF=max_frames=4, verify_unwind stacks-O2-4-frames /dev/null "$D/stac
 # recent walks are kept; with only the last one, none would be reused whole)
 MIN_REUSE_PCT=99 verify_unwind stacks-cycle-O2 /dev/null "$D/stacks" cycle
 MIN_REUSE_PCT=99 verify_unwind stacks-cycle-O0 /dev/null "$D/stacks0" cycle
+# the same stack pointer and stale return addresses in place, a frame moved:
+# only rbp tells the two stacks apart (a walk must keep its own rbp values)
+MIN_REUSE_PCT=99 verify_unwind stacks-shift-O2 /dev/null "$D/stacks" shift
+MIN_REUSE_PCT=99 verify_unwind stacks-shift-O0 /dev/null "$D/stacks0" shift
 # dlopen/dlclose of two libraries that load at the same address in turn
 gcc -O2 -g -shared -fPIC -DLIB_A -o "$D/libdlswap_a.so" "$ROOT/tests/progs/dlswap.c"
 gcc -O2 -g -shared -fPIC -DLIB_B -o "$D/libdlswap_b.so" "$ROOT/tests/progs/dlswap.c"

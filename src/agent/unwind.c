@@ -643,6 +643,7 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     }
     /* Verify its later steps where they are. */
     unsigned k = j + 1;
+    const uintptr_t bp_match = bp;
     int bp_same = (w->s.s[j].bp ^ BP_MASK) == bp, ended = 0;
     int stopped = 0;
     /* Up to the last step whose CFA came from rbp, rbp is followed too. */
@@ -717,6 +718,17 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
       dst = walk_claim(u, dpos, fresh, ns);
     }
     move_steps(&dst->s, ns, &w->s, j + 1, nver);
+    /* The copied steps are w's states (verified), but rbp after each is
+     * this walk's: where no step uses it, w's may differ, and a later
+     * match at one of these steps compares rbp with what is kept here.
+     * (Keeping w's let that match accept a step whose CFA came from
+     * another rbp: tests/progs/stacks.c "shift".) */
+    uintptr_t b = bp_match;
+    for (unsigned x = ns; x < ns + nver; x++) {
+      struct step *t = &dst->s.s[x];
+      if (t->bpat) b = *(const uintptr_t *)t->bpat;
+      t->bp = b ^ BP_MASK;
+    }
     ns += nver;
     if (nver) first_out = (int)nfirst;
     merged = 1;

@@ -84,7 +84,40 @@ static void cycle(void) {
   }
 }
 
+/* "shift": the rbp trap. shift_outer's VLA and shift_mid's VLA change size
+ * in opposite directions, so leafalloc runs at the same stack address every
+ * time while shift_mid's frame (its CFA computed from rbp) moves by 64
+ * bytes. Where shift_mid's return address was in one call lies, in the
+ * next, inside shift_outer's buffer, never written: it still holds the old
+ * return address. The return addresses a recent walk read all look the
+ * same; only rbp shows that shift_mid returns to the other call site. */
+__attribute__((noinline)) static void shift_mid(int n) {
+  volatile char buf[n];
+  buf[0] = 0;
+  leafalloc(n);
+  __asm__ volatile("" ::: "memory");
+}
+__attribute__((noinline)) static void shift_outer(int d, int n, int site) {
+  volatile char pad[d];
+  pad[0] = 0;
+  if (site) { /* two call sites: the stores after them keep them apart */
+    shift_mid(n);
+    zero = 1;
+  } else {
+    shift_mid(n);
+    zero = 2;
+  }
+}
+static void shift(void) {
+  for (int i = 0; i < 20000; i++) shift_outer(i & 1 ? 64 : 128, i & 1 ? 128 : 64, i & 1);
+}
+
 int main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "shift")) {
+    shift();
+    puts("done");
+    return 0;
+  }
   if (argc > 1 && !strcmp(argv[1], "cycle")) {
     cycle();
     puts("done");
