@@ -247,6 +247,22 @@ struct found {
 };
 static struct found by_tag[32];
 
+/* Runs a check with the stack scanned from sp, and files its records with
+ * stacks (tags) first..31 in by_tag; a tag with two kinds keeps the
+ * definitely lost one (the tag 5/6 tests). */
+static void collect_tags(struct hs_leak_result *res, uintptr_t sp, int take, unsigned first) {
+  assert_int_equal(hs_leak_check(res, sp, take), 0);
+  memset(by_tag, 0xff, sizeof by_tag);
+  for (size_t i = 0; i < res->nrecords; i++) {
+    const struct hs_leak_record *r = &res->records[i];
+    if (getenv("HS_UNIT_DEBUG")) fprintf(stderr, "rec stack %u kind %d bytes %lu blocks %lu\n", r->stack, r->kind, (unsigned long)r->bytes, (unsigned long)r->blocks);
+    if (r->stack < first || r->stack >= 32) continue;
+    struct found *f = &by_tag[r->stack];
+    if (f->kind != -1 && f->kind != r->kind && r->kind != HS_DEFINITE) continue;
+    *f = (struct found){r->kind, r->bytes, r->blocks, r->indirect_bytes, r->indirect_blocks};
+  }
+}
+
 __attribute__((noinline)) static void build_graph(void) {
   /* tag 1: root -> A -> B (start pointers): reachable. */
   uintptr_t *a = blk(32, 1), *b = blk(48, 1);
@@ -308,23 +324,7 @@ static void test_classification(void **st) {
 
 static void check_graph(int take) {
   struct hs_leak_result res;
-  assert_int_equal(hs_leak_check(&res, (uintptr_t)__builtin_frame_address(0), take), 0);
-  memset(by_tag, 0xff, sizeof by_tag);
-  for (size_t i = 0; i < res.nrecords; i++) {
-    const struct hs_leak_record *r = &res.records[i];
-    if (getenv("HS_UNIT_DEBUG")) fprintf(stderr, "rec stack %u kind %d bytes %lu blocks %lu\n", r->stack, r->kind, (unsigned long)r->bytes, (unsigned long)r->blocks);
-    if (r->stack >= 32) continue;
-    struct found *f = &by_tag[r->stack];
-    if (f->kind != -1 && f->kind != r->kind) {
-      /* two kinds for one tag: keep the definite one (tag 5/6 tests) */
-      if (r->kind != HS_DEFINITE) continue;
-    }
-    f->kind = r->kind;
-    f->bytes = r->bytes;
-    f->blocks = r->blocks;
-    f->ind_bytes = r->indirect_bytes;
-    f->ind_blocks = r->indirect_blocks;
-  }
+  collect_tags(&res, (uintptr_t)__builtin_frame_address(0), take, 0);
   assert_int_equal(by_tag[1].kind, HS_REACHABLE);
   assert_int_equal(by_tag[1].blocks, 2);
   assert_int_equal(by_tag[2].kind, HS_POSSIBLE);
@@ -401,13 +401,7 @@ static void test_regions(void **st) {
 
 static void check_regions(int take) {
   struct hs_leak_result res;
-  assert_int_equal(hs_leak_check(&res, (uintptr_t)__builtin_frame_address(0), take), 0);
-  memset(by_tag, 0xff, sizeof by_tag);
-  for (size_t i = 0; i < res.nrecords; i++) {
-    const struct hs_leak_record *rec = &res.records[i];
-    if (rec->stack < 20 || rec->stack >= 32) continue;
-    by_tag[rec->stack] = (struct found){rec->kind, rec->bytes, rec->blocks, 0, 0};
-  }
+  collect_tags(&res, (uintptr_t)__builtin_frame_address(0), take, 20);
   assert_int_equal(by_tag[20].kind, HS_REACHABLE);
   assert_int_equal(by_tag[21].kind, HS_POSSIBLE);
   assert_int_equal(by_tag[21].blocks, 199);
