@@ -44,10 +44,7 @@ static void atfork_child(void) {
   hs_threads_unlock();
   my_pid = getpid();
   atomic_store(&reported, 0);
-  if (!hs_opt.follow_children) {
-    hs_sample_fast = 0;
-    atomic_store(&hs_active, 0);
-  }
+  if (!hs_opt.follow_children) atomic_store(&hs_active, 0);
 }
 
 /* The exiting thread's stack is a root from the stack pointer of exit()'s
@@ -105,7 +102,7 @@ __attribute__((constructor)) static void hs_init(void) {
   pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
   on_exit(on_exit_handler, NULL);
   atomic_store(&hs_active, 1);
-  hs_sample_fast = hs_sampling;
+  if (hs_sampling) hs_filter_open();
   hs_profile_start();
   hs_in_agent = 0;
 }
@@ -158,10 +155,7 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
    * would be missed, so there is no leak check, only profiles. */
   if (!hs_sampling && (hs_opt.leak_check != HS_LC_NO || !final) && hs_leak_check(&res, sp, final && !hs_opt.output))
     hs_warn("leak check failed (out of memory?); reporting totals only");
-  if (final) {
-    hs_sample_fast = 0;
-    atomic_store(&hs_active, 0);
-  }
+  if (final) atomic_store(&hs_active, 0);
 
   struct hs_report_leak *leaks = res.nrecords ? hs_mmap(res.nrecords * sizeof *leaks) : NULL;
   struct hs_report_retainer *rets = res.nrecords ? hs_mmap(res.nrecords * HS_MAX_RETAINERS * sizeof *rets) : NULL;

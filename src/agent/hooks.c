@@ -15,7 +15,6 @@
 #include "hs.h"
 
 struct hs_real hs_real;
-int hs_sample_fast;
 HS_TLS int hs_in_agent;
 atomic_int hs_active;
 struct hs_totals hs_totals;
@@ -34,6 +33,13 @@ static void *bootstrap_alloc(size_t n) {
   if (off + n > sizeof bootstrap_pool) return NULL;
   hs_filter_add((uintptr_t)(bootstrap_pool + off)); /* free() takes its slow path for it */
   return bootstrap_pool + off;
+}
+
+void hs_filter_open(void) {
+  memset(hs_sampled_filter, HS_FILTER_CLEAN, sizeof hs_sampled_filter);
+  size_t used = atomic_load(&bootstrap_used);
+  for (size_t off = 0; off < used && off < sizeof bootstrap_pool; off += 64)
+    hs_filter_add((uintptr_t)(bootstrap_pool + off));
 }
 static inline int is_bootstrap(const void *p) {
   return (const char *)p >= bootstrap_pool && (const char *)p < bootstrap_pool + sizeof bootstrap_pool;
@@ -168,7 +174,7 @@ static HS_COLD void record_sample(void *p, size_t size) {
   if (HS_UNLIKELY(!sampler_ready)) {
     /* A thread's first countdown is drawn at its first allocation. */
     sampler_ready = 1;
-    hs_until_sample += hs_next_sample_interval();
+    hs_until_sample = hs_next_sample_interval() - (long)size;
     if (hs_until_sample > 0) {
       hs_in_agent = 0;
       return;
@@ -228,7 +234,7 @@ static HS_COLD void forget_sampled(void *p) {
 static inline void on_free(void *p) {
   if (!atomic_load_explicit(&hs_active, memory_order_relaxed)) return;
   if (hs_sampling) {
-    if (HS_UNLIKELY(hs_sampled_filter[hs_filter_slot((uintptr_t)p)])) forget_sampled(p);
+    if (HS_UNLIKELY(!hs_filter_clean((uintptr_t)p))) forget_sampled(p);
     return;
   }
   forget(p);
@@ -250,14 +256,14 @@ static HS_COLD void *malloc_slow(size_t size) {
 }
 
 /* Sample mode's fast paths decide before calling the real allocator, so
- * that the call is a tail call: no frame of our own, nothing after it. The
- * countdown moves first; malloc_slow then samples (on_alloc sees it at or
- * below zero). */
+ * that the call is a tail call: no frame of our own, nothing after it, and
+ * no test of the mode: the countdown is above zero only in sample mode
+ * (it starts at zero, and only record_sample draws a new one), and the
+ * filter is clean only in sample mode (hs_filter_open). The countdown moves
+ * first; malloc_slow then samples (on_alloc sees it at or below zero). */
 HS_EXPORT void *malloc(size_t size) {
-  if (HS_LIKELY(hs_sample_fast)) {
-    if (HS_LIKELY((hs_until_sample -= (long)size) > 0)) return hs_real.malloc(size);
-    hs_until_sample += (long)size; /* on_alloc counts it again */
-  }
+  if (HS_LIKELY((hs_until_sample -= (long)size) > 0)) return hs_real.malloc(size);
+  hs_until_sample += (long)size; /* on_alloc counts it again */
   return malloc_slow(size);
 }
 
@@ -283,8 +289,7 @@ static HS_COLD void free_slow(void *p) {
 }
 
 HS_EXPORT void free(void *p) {
-  if (HS_LIKELY(hs_sample_fast) && HS_LIKELY(!hs_sampled_filter[hs_filter_slot((uintptr_t)p)]))
-    return hs_real.free(p); /* free(NULL) included */
+  if (HS_LIKELY(hs_filter_clean((uintptr_t)p))) return hs_real.free(p); /* free(NULL) included */
   free_slow(p);
 }
 
@@ -311,7 +316,7 @@ static void *do_realloc(void *old, size_t size) {
   uint64_t meta = 0;
   int had = 0;
   int active = atomic_load_explicit(&hs_active, memory_order_relaxed);
-  if (active && (!hs_sampling || hs_sampled_filter[hs_filter_slot((uintptr_t)old)]))
+  if (active && (!hs_sampling || !hs_filter_clean((uintptr_t)old)))
     had = hs_table_remove((uintptr_t)old, &meta);
   void *p = hs_real.realloc(old, size);
   if (!p && size) {

@@ -7,6 +7,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -223,9 +224,6 @@ extern atomic_int hs_active;
 /* Set while the leak check holds every table lock: the agent's own
  * allocations then go unrecorded (the table is locked). */
 extern int hs_checking;
-/* Sample mode is on and tracking is active: malloc and free take their
- * inline fast paths. Cleared before tracking stops. */
-extern int hs_sample_fast;
 /* Flushed parts of the per-thread counters (hooks.c). */
 struct hs_totals {
   atomic_long cur_bytes, cur_blocks, peak_bytes, peak_blocks;
@@ -247,29 +245,38 @@ extern atomic_uintptr_t hs_arena_heaps[HS_MAX_ARENA_HEAPS];
 extern int hs_sampling;             /* mode=sample */
 extern double hs_sample_rate;
 extern HS_TLS long hs_until_sample; /* bytes left before this thread's next sample */
+#define HS_COUNTDOWN_UNSET (LONG_MIN / 2)
 #define HS_FILTER_BITS 16
-/* counting filter of sampled addresses (and of the bootstrap pool's blocks,
- * so that sample mode's free() needs no other test) */
+/* The counting filter free() looks at: a slot is HS_FILTER_CLEAN only when
+ * no block that free() must see hashes to it; anything else sends free() to
+ * its slow path. A slot holds HS_FILTER_CLEAN minus the number of such
+ * blocks (sampled blocks, the bootstrap pool's). The filter starts all zero
+ * (.bss), "every block", which is what full mode and the time before the
+ * agent is set up need, so that free() has no other test; sample mode opens
+ * it (hs_filter_open). Slots are found by address bits: 16-byte granules,
+ * 1 MiB apart for the same slot. */
+#define HS_FILTER_CLEAN 255
 extern uint8_t hs_sampled_filter[1u << HS_FILTER_BITS];
-static inline size_t hs_filter_slot(uintptr_t p) {
-  return (size_t)(((uint64_t)(p >> 4) * 0x9E3779B97F4A7C15ull) >> (64 - HS_FILTER_BITS));
-}
-/* Saturating counters: a slot that reached 255 stays there (always "maybe
- * sampled"), so it can never wrap to zero while sampled blocks hash to it. */
+static inline size_t hs_filter_slot(uintptr_t p) { return (size_t)((p >> 4) & ((1u << HS_FILTER_BITS) - 1)); }
+static inline int hs_filter_clean(uintptr_t p) { return hs_sampled_filter[hs_filter_slot(p)] == HS_FILTER_CLEAN; }
+/* Saturating counters: a slot that reached 0 stays there (always "maybe"),
+ * so it can never wrap to clean while blocks hash to it. */
 static inline void hs_filter_add(uintptr_t p) {
   _Atomic uint8_t *c = (_Atomic uint8_t *)&hs_sampled_filter[hs_filter_slot(p)];
   uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
-  while (v < 255 && !atomic_compare_exchange_weak_explicit(c, &v, (uint8_t)(v + 1), memory_order_relaxed,
-                                                            memory_order_relaxed))
+  while (v > 0 && !atomic_compare_exchange_weak_explicit(c, &v, (uint8_t)(v - 1), memory_order_relaxed,
+                                                          memory_order_relaxed))
     ;
 }
 static inline void hs_filter_del(uintptr_t p) {
   _Atomic uint8_t *c = (_Atomic uint8_t *)&hs_sampled_filter[hs_filter_slot(p)];
   uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
-  while (v > 0 && v < 255 && !atomic_compare_exchange_weak_explicit(c, &v, (uint8_t)(v - 1), memory_order_relaxed,
-                                                                     memory_order_relaxed))
+  while (v > 0 && v < HS_FILTER_CLEAN &&
+         !atomic_compare_exchange_weak_explicit(c, &v, (uint8_t)(v + 1), memory_order_relaxed, memory_order_relaxed))
     ;
 }
+/* Sample mode, at start-up: every slot clean but the bootstrap pool's. */
+void hs_filter_open(void);
 void hs_sampler_init(void);
 /* Weight of a sampled block of this size: 1/(1-exp(-size/rate)), as Go. */
 double hs_sample_weight(size_t size);

@@ -76,7 +76,7 @@ static void snapshot_free(struct hs_prof_snapshot *s) {
 
 static void enter_agent_thread(void) {
   hs_in_agent = 1;
-  hs_until_sample = LONG_MAX; /* its allocations never reach a sample point */
+  if (hs_sampling) hs_until_sample = LONG_MAX; /* its allocations never reach a sample point */
 }
 
 static size_t threads(struct hs_report_thread **out) { return hs_threads_snapshot(out, 1, 0); }

@@ -6,8 +6,9 @@
  * a sample point fell inside it is 1-exp(-s/rate)): see doc/profiles.md.
  *
  * Frees must find sampled blocks without a lock: a counting filter indexed
- * by address hash is non-zero for every sampled live address (and, rarely,
- * for others); only then does free take the table's shard lock. */
+ * by address bits is below HS_FILTER_CLEAN for every sampled live address
+ * (and, rarely, for others); only then does free take the table's shard
+ * lock (hs.h). */
 #define _GNU_SOURCE
 #include <math.h>
 #include <time.h>
@@ -17,7 +18,10 @@
 
 int hs_sampling;
 double hs_sample_rate = 524288.0;
-HS_TLS long hs_until_sample;
+/* Far below zero until the thread's first countdown is drawn (and always
+ * in full mode): malloc's fast path is never taken then, whatever sizes
+ * (even above LONG_MAX) are asked for. */
+HS_TLS long hs_until_sample = HS_COUNTDOWN_UNSET;
 uint8_t hs_sampled_filter[1u << HS_FILTER_BITS]; /* in .bss: no pointer to load in free() */
 static HS_TLS uint64_t rng;
 

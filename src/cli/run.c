@@ -1,9 +1,11 @@
 /* `heapscope run [OPTIONS] -- PROGRAM [ARGS...]`: validates the options,
- * passes them to the agent through HEAPSCOPE_OPTIONS, starts the program
- * with the agent preloaded and exits with the program's own status. */
+ * passes them to the agent through HEAPSCOPE_OPTIONS and execs the program
+ * with the agent preloaded. The program takes this process's place (as
+ * valgrind's does): its pid, its signals and its exit status are the
+ * program's own, with no parent left to forward them, and nothing is paid
+ * for a second process. The report is the agent's work, in the program. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -11,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../report/suppress.h"
@@ -98,11 +99,6 @@ static int check_report_path(const char *path) {
 static void append_opt(char *buf, size_t len, const char *key, const char *val) {
   size_t n = strlen(buf);
   snprintf(buf + n, len - n, "%s%s=%s", n ? "," : "", key, val);
-}
-
-static pid_t child;
-static void forward(int sig) {
-  if (child > 0) kill(child, sig);
 }
 
 int cmd_run(int argc, char **argv) {
@@ -288,67 +284,20 @@ int cmd_run(int argc, char **argv) {
     return 2;
   }
 
-  struct sigaction ign = {.sa_handler = SIG_IGN}, fwd = {.sa_handler = forward}, old_int, old_quit;
-  sigaction(SIGINT, &ign, &old_int);
-  sigaction(SIGQUIT, &ign, &old_quit);
-  sigaction(SIGTERM, &fwd, NULL);
-  sigaction(SIGHUP, &fwd, NULL);
-  int errpipe[2];
-  if (pipe2(errpipe, O_CLOEXEC)) {
-    hs_error("pipe: %s", strerror(errno));
+  /* The program's own pid: the process whose report is --report. */
+  append_opt(opts, sizeof opts, "root_pid", "");
+  snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "%d", (int)getpid());
+  const char *pre = getenv("LD_PRELOAD");
+  char preload[PATH_MAX * 2];
+  if (pre && *pre)
+    snprintf(preload, sizeof preload, "%s:%s", agent, pre);
+  else
+    snprintf(preload, sizeof preload, "%s", agent);
+  if (setenv("HEAPSCOPE_OPTIONS", opts, 1) || setenv("LD_PRELOAD", preload, 1)) {
+    hs_error("cannot set the environment: %s", strerror(errno));
     return 2;
   }
-  child = fork();
-  if (child < 0) {
-    hs_error("fork: %s", strerror(errno));
-    return 2;
-  }
-  if (child == 0) {
-    close(errpipe[0]);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGQUIT, &old_quit, NULL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGHUP, SIG_DFL);
-    append_opt(opts, sizeof opts, "root_pid", "");
-    snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "%d", (int)getpid());
-    setenv("HEAPSCOPE_OPTIONS", opts, 1);
-    const char *pre = getenv("LD_PRELOAD");
-    char preload[PATH_MAX * 2];
-    if (pre && *pre)
-      snprintf(preload, sizeof preload, "%s:%s", agent, pre);
-    else
-      snprintf(preload, sizeof preload, "%s", agent);
-    setenv("LD_PRELOAD", preload, 1);
-    execv(prog, argv + optind);
-    int e = errno;
-    if (write(errpipe[1], &e, sizeof e) < 0) _exit(127);
-    _exit(127);
-  }
-  close(errpipe[1]);
-  int e = 0;
-  if (read(errpipe[0], &e, sizeof e) == (ssize_t)sizeof e) {
-    hs_error("cannot run %s: %s", prog, strerror(e));
-    waitpid(child, NULL, 0);
-    return 127;
-  }
-  close(errpipe[0]);
-  int st;
-  while (waitpid(child, &st, 0) < 0)
-    if (errno != EINTR) {
-      hs_error("waitpid: %s", strerror(errno));
-      return 2;
-    }
-  if (WIFEXITED(st)) return WEXITSTATUS(st);
-  if (WIFSIGNALED(st)) {
-    /* Die the same way, so a shell sees the same status. */
-    int sig = WTERMSIG(st);
-    signal(sig, SIG_DFL);
-    sigset_t s;
-    sigemptyset(&s);
-    sigaddset(&s, sig);
-    sigprocmask(SIG_UNBLOCK, &s, NULL);
-    raise(sig);
-    return 128 + sig;
-  }
-  return 2;
+  execv(prog, argv + optind);
+  hs_error("cannot run %s: %s", prog, strerror(errno));
+  return 127;
 }
