@@ -285,19 +285,31 @@ struct l1 {
 /* rbp is kept XORed with BP_MASK: in code without frame pointers it may
  * hold a heap pointer, and this thread-local memory is a leak-check root. */
 #define BP_MASK 0xa5a5a5a5a5a5a5a5ull
+/* A step in 16 bytes: matching and verifying a walk read only these, and
+ * a big program's captures (cc1) spend most of their time moving walks
+ * through the cache. The CFA is kept as its distance below the top of the
+ * thread's stack (captures run only on stacks under 4 GiB). */
 struct step {
-  uintptr_t cfa, ra, bp, bpat;
-  uintptr_t base; /* this step's CFA was computed from rbp */
+  uintptr_t ra;   /* the return address read at CFA-8 */
+  uint32_t cfa;   /* stack_hi - CFA */
+  int16_t bpat;   /* with S_BPAT: rbp was restored from CFA + bpat */
+  uint16_t flags; /* S_BASE, S_BPAT */
 };
+#define S_BASE 1 /* this step's CFA was computed from rbp */
+#define S_BPAT 2
 struct steps {
   struct step s[STEPS_CACHED];
+  /* rbp after each step (XOR BP_MASK). Read only before a step whose CFA
+   * comes from rbp (S_BASE): bp[k-1] is the rbp step k used. That value is
+   * exact in every kept walk: a fresh step records it, and a copied base
+   * step was verified to use the very same rbp, so a copy keeps it. */
+  uintptr_t bp[STEPS_CACHED];
 };
 struct walk {
   unsigned nsteps;    /* 0: nothing to reuse */
   unsigned nout;      /* frames it yielded */
   unsigned first_out; /* its first step outside the agent */
   int cont;           /* cut at max frames: may be continued */
-  unsigned lastbase;  /* 1 + the last step whose CFA came from rbp (or more); 0: none */
   uint32_t id;        /* depot id of its frames */
   uint32_t gen;       /* changes when the place is reused: stale index entries */
   uintptr_t sp0, bp0x; /* rsp and rbp (XOR BP_MASK) at the capture that walked it */
@@ -540,13 +552,20 @@ static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max
 static HS_TLS unsigned char walk_busy;
 
 
-static inline void put_step(struct steps *d, unsigned i, uintptr_t cfa, uintptr_t ra, uintptr_t bp, uintptr_t at,
-                            int base) {
-  d->s[i] = (struct step){cfa, ra, bp ^ BP_MASK, at, (uintptr_t)base};
+static inline void put_step(struct steps *d, unsigned i, uintptr_t hi, uintptr_t cfa, uintptr_t ra, uintptr_t bp,
+                            uintptr_t at, int base) {
+  d->s[i] = (struct step){ra, (uint32_t)(hi - cfa), (int16_t)(at - cfa), (uint16_t)((base ? S_BASE : 0) | (at ? S_BPAT : 0))};
+  d->bp[i] = bp ^ BP_MASK;
+}
+
+/* The stack slot a step read its return address from, and where it read rbp. */
+static inline uintptr_t ra_slot(const struct step *t, uintptr_t hi) { return *(const uintptr_t *)(hi - t->cfa - 8); }
+static inline uintptr_t bp_slot(const struct step *t, uintptr_t hi) {
+  return *(const uintptr_t *)(hi - t->cfa + (uintptr_t)(intptr_t)t->bpat);
 }
 
 static inline void move_steps(struct steps *d, unsigned to, const struct steps *s, unsigned from, unsigned n) {
-  memmove(&d->s[to], &s->s[from], n * sizeof d->s[0]);
+  memcpy(&d->s[to], &s->s[from], n * sizeof d->s[0]);
 }
 
 /* Points the index at steps [from, to) of w. */
@@ -561,6 +580,7 @@ static inline struct walk *walk_claim(struct ustate *u, unsigned dpos, const str
   struct walk *d = &u->walks[u->order[dpos]];
   if (!(++d->gen & GEN_MASK)) d->gen++;
   move_steps(&d->s, 0, fresh, 0, ns);
+  memcpy(d->s.bp, fresh->bp, ns * sizeof d->s.bp[0]);
   return d;
 }
 
@@ -571,24 +591,33 @@ static inline void walk_use(struct ustate *u, unsigned pos) {
   u->order[0] = k;
 }
 
+/* The rbp that step k of w uses for its CFA in this stack, when the walk
+ * starts verifying w after step j with rbp = bp: the value the latest step
+ * in (j, k) restored from the stack, else bp. Steps whose CFA comes from
+ * rbp are rare in code built without frame pointers, and in code built
+ * with them the scan stops at the step before. */
+static inline uintptr_t rbp_for(const struct walk *w, int j, unsigned k, uintptr_t bp, uintptr_t hi) {
+  for (int x = (int)k - 1; x > j; x--)
+    if (w->s.s[x].flags & S_BPAT) return bp_slot(&w->s.s[x], hi);
+  return bp;
+}
+
+/* Does base step k (S_BASE) of w compute the CFA w computed? */
+static inline int base_same(const struct walk *w, int j, unsigned k, uintptr_t bp, uintptr_t hi) {
+  uintptr_t want = k ? w->s.bp[k - 1] ^ BP_MASK : w->bp0x ^ BP_MASK;
+  return rbp_for(w, j, k, bp, hi) == want;
+}
+
 /* Is the stack still w's, for a capture from w's own stack pointer? Then
  * its first step reaches w's first state, and re-reading every return
  * address slot w read (and rbp where a step computes its CFA from it)
  * proves the rest: one pass over w, no rule lookup, no index probe. The
  * usual case for a loop that allocates from a few call paths. */
-static inline int walk_still(const struct walk *w, uintptr_t bp) {
-  int bp_same = bp == (w->bp0x ^ BP_MASK);
-  unsigned k = 0, lb = w->lastbase < w->nsteps ? w->lastbase : w->nsteps;
-  for (; k < lb; k++) {
+static inline int walk_still(const struct walk *w, uintptr_t bp, uintptr_t hi) {
+  for (unsigned k = 0; k < w->nsteps; k++) {
     const struct step *t = &w->s.s[k];
-    if ((t->base && !bp_same) || *(const uintptr_t *)(t->cfa - 8) != t->ra) return 0;
-    if (t->bpat) {
-      bp = *(const uintptr_t *)t->bpat;
-      bp_same = bp == (t->bp ^ BP_MASK);
-    }
+    if (ra_slot(t, hi) != t->ra || ((t->flags & S_BASE) && !base_same(w, -1, k, bp, hi))) return 0;
   }
-  for (; k < w->nsteps; k++)
-    if (*(const uintptr_t *)(w->s.s[k].cfa - 8) != w->s.s[k].ra) return 0;
   return 1;
 }
 
@@ -604,6 +633,8 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
   *same = 0;
   if (HS_UNLIKELY(!stack_hi) && stack_bounds()) return -1;
   if (sp < stack_lo || sp >= stack_hi) return -1;
+  const uintptr_t hi = stack_hi;
+  if (HS_UNLIKELY(hi - sp > UINT32_MAX)) return -1; /* steps keep CFAs in 32 bits */
   struct ustate *u = us ? us : us_take();
   if (!u) return -1;
   check_flush(u);
@@ -615,7 +646,7 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     for (unsigned pos = 0; pos < NWALKS; pos++) {
       struct walk *w = &u->walks[u->order[pos]];
       if (w->sp0 != sp || !w->nout) continue;
-      if (walk_still(w, bp)) {
+      if (walk_still(w, bp, hi)) {
         if (u->fast_bal < 16) u->fast_bal++;
         walk_use(u, pos);
         *same = 1;
@@ -636,7 +667,7 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
   struct walk *dst = NULL;             /* where this walk is kept, once merged */
   unsigned dpos = NWALKS - 1;          /* dst's place in order[] */
   uintptr_t lookup = pc;
-  unsigned out = 0, ns = 0, lb = 0;
+  unsigned out = 0, ns = 0;
   int in_agent = 1, first_out = -1, cont = 0, merged = 0;
   for (unsigned steps = 0; steps < HS_MAX_FRAMES + 32; steps++) {
     uintptr_t ra, at;
@@ -645,8 +676,7 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     if (!st) break;
     if (HS_UNLIKELY(ns == STEPS_CACHED)) goto fail; /* deeper than the cache */
     struct steps *d = merged ? &dst->s : fresh;
-    put_step(d, ns++, sp, ra, bp, at, base);
-    if (base) lb = ns;
+    put_step(d, ns++, hi, sp, ra, bp, at, base);
     if (!ra) break;
     if (in_agent && !in_agent_text(ra)) in_agent = 0;
     if (!in_agent) {
@@ -663,11 +693,11 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     struct walk *w = NULL; /* the recent walk this one met */
     unsigned j = 0, wpos = 0;
     {
-      uint32_t e = u->idx[idx_of(sp, ra)];
+      uint32_t e = u->idx[idx_of(hi - sp, ra)];
       unsigned kk = (e >> 7) & (NWALKS - 1), jj = e & 127;
       struct walk *c = &u->walks[kk];
       /* Never dst: its steps past this one are still its old walk's. */
-      if (e && c != dst && (e >> 10) == (c->gen & GEN_MASK) && jj < c->nsteps && c->s.s[jj].cfa == sp &&
+      if (e && c != dst && (e >> 10) == (c->gen & GEN_MASK) && jj < c->nsteps && c->s.s[jj].cfa == (uint32_t)(hi - sp) &&
           c->s.s[jj].ra == ra && (c->first_out <= jj) == !in_agent) {
         w = c;
         j = jj;
@@ -690,51 +720,25 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
             break;
           }
     }
-    /* Verify its later steps where they are. */
-    unsigned k = j + 1;
+    /* Verify its later steps where they are: each return address slot,
+     * and for a step whose CFA comes from rbp, the rbp it uses. s0 is the
+     * first step from here that yields a frame. */
     const uintptr_t bp_match = bp;
-    int bp_same = (w->s.s[j].bp ^ BP_MASK) == bp, ended = 0;
-    int stopped = 0;
-    /* Up to the last step whose CFA came from rbp, rbp is followed too. */
-    for (; k < w->lastbase && k < w->nsteps; k++) {
-      if (*(const uintptr_t *)(w->s.s[k].cfa - 8) != w->s.s[k].ra || (w->s.s[k].base && !bp_same)) {
-        stopped = 1;
-        break;
-      }
-      if (w->s.s[k].bpat) { /* rbp restored from the stack, whatever it holds */
-        bp = *(const uintptr_t *)w->s.s[k].bpat;
-        bp_same = bp == (w->s.s[k].bp ^ BP_MASK);
-      }
-      if (!w->s.s[k].ra) {
-        ended = 1;
-        k++;
-        break;
-      }
-      if (k >= w->first_out && ++out == max) {
-        cont = 1;
-        k++;
-        break;
-      }
+    int ended = 0;
+    unsigned k0 = j + 1, k = k0, s0 = k0 > w->first_out ? k0 : w->first_out;
+    unsigned lim = s0 + (max - out) < w->nsteps ? s0 + (max - out) : w->nsteps;
+    for (; k < lim; k++) {
+      const struct step *t = &w->s.s[k];
+      if (ra_slot(t, hi) != t->ra || ((t->flags & S_BASE) && !base_same(w, (int)j, k, bp_match, hi))) break;
     }
-    if (!stopped && !ended && !cont && k < w->nsteps) {
-      /* After it only the return address slots matter. s0 is the first
-       * step from here that yields a frame. */
-      unsigned k0 = k, s0 = k > w->first_out ? k : w->first_out;
-      unsigned lim = s0 + (max - out) < w->nsteps ? s0 + (max - out) : w->nsteps;
-      while (k < lim && *(const uintptr_t *)(w->s.s[k].cfa - 8) == w->s.s[k].ra) k++;
-      out += k > s0 ? k - s0 : 0;
-      if (k == w->nsteps && k > k0 && !w->s.s[k - 1].ra) {
-        ended = 1;
-        if (k - 1 >= s0) out--; /* the end mark is not a frame */
-      } else if (out == max) {
-        cont = 1;
-      } else {
-        for (unsigned x = k; x-- > k0;) /* rbp as the last verified step left it */
-          if (w->s.s[x].bpat) {
-            bp = *(const uintptr_t *)w->s.s[x].bpat;
-            break;
-          }
-      }
+    out += k > s0 ? k - s0 : 0;
+    if (k == w->nsteps && k > k0 && !w->s.s[k - 1].ra) {
+      ended = 1;
+      if (k - 1 >= s0) out--; /* the end mark is not a frame */
+    } else if (out == max) {
+      cont = 1;
+    } else {
+      bp = rbp_for(w, (int)j, k, bp_match, hi); /* as the last verified step left it */
     }
     int done = ended || cont || (k == w->nsteps && !w->cont);
     if (done && prefix_same && out && out == w->nout) {
@@ -758,32 +762,25 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     unsigned i = ns - 1, nver = k - (j + 1);
     if (i + 1 + nver > STEPS_CACHED) goto fail;
     unsigned nfirst = first_out >= 0 ? (unsigned)first_out : w->first_out - j + i;
-    if (w->lastbase > j + 1) {
-      unsigned nl = (w->lastbase < k ? w->lastbase : k) + (i - j);
-      if (nl > lb) lb = nl;
-    }
     if (!merged) {
       if (wpos == NWALKS - 1) dpos = NWALKS - 2;
       dst = walk_claim(u, dpos, fresh, ns);
     }
     move_steps(&dst->s, ns, &w->s, j + 1, nver);
-    /* The copied steps are w's states (verified), but rbp after each is
-     * this walk's: where no step uses it, w's may differ, and a later
-     * match at one of these steps compares rbp with what is kept here.
-     * (Keeping w's let that match accept a step whose CFA came from
-     * another rbp: tests/progs/stacks.c "shift".) */
-    uintptr_t b = bp_match;
-    for (unsigned x = ns; x < ns + nver; x++) {
-      struct step *t = &dst->s.s[x];
-      if (t->bpat) b = *(const uintptr_t *)t->bpat;
-      t->bp = b ^ BP_MASK;
-    }
+    /* rbp after each copied step: only bp[k-1] of a step k that takes its
+     * CFA from rbp is ever read (bp[] above), and for a copied k that value
+     * was just verified to be w's. */
+    memcpy(&dst->s.bp[ns], &w->s.bp[j + 1], nver * sizeof dst->s.bp[0]);
     ns += nver;
+    /* Except after the last one, when this walk goes on from there: its
+     * next step may take its CFA from rbp, which is this stack's (bp), and
+     * is not one of w's verified steps. */
+    if (!done && nver) dst->s.bp[ns - 1] = bp ^ BP_MASK;
     if (nver) first_out = (int)nfirst;
     merged = 1;
     if (done) break;
     /* Carry on walking from the last verified step (its rbp is in bp). */
-    sp = dst->s.s[ns - 1].cfa;
+    sp = hi - dst->s.s[ns - 1].cfa;
     lookup = dst->s.s[ns - 1].ra - 1;
     in_agent = first_out < 0 || ns - 1 < (unsigned)first_out;
   }
@@ -792,7 +789,6 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
   dst->nout = out;
   dst->first_out = first_out < 0 ? ns : (unsigned)first_out;
   dst->cont = cont;
-  dst->lastbase = lb;
   dst->id = 0;
   dst->sp0 = sp_start;
   dst->bp0x = bp_start ^ BP_MASK;
