@@ -3,7 +3,11 @@
 round, round after round, so that a slow phase of the machine (this VM's
 steal time comes and goes) hits all of them alike; hyperfine runs each
 command's runs back to back. Writes JSON: per command the median and minimum
-of wall time and of CPU time (user + system of the process tree).
+of wall time and of CPU time (user + system of the process tree), and the
+median of each round's ratio to the first command (the baseline): a slow
+phase that spans a round cancels out of its ratio, which the difference of
+two medians does not do. The rounds themselves are kept too (wall_runs,
+cpu_runs), for ratios between any two commands.
 usage: interleave.py ROUNDS OUT.json --prepare CMD name=command ..."""
 import json, resource, statistics, subprocess, sys, time
 
@@ -27,6 +31,11 @@ for r in range(rounds + 1):  # round 0 warms up and is not counted
         if r:
             wall[k].append(t1 - t0)
             cpu[k].append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+base = cmds[0][0]
+def ratio(t, k):
+    return statistics.median(a / b for a, b in zip(t[k], t[base]))
 json.dump({k: {"wall_median": statistics.median(wall[k]), "wall_min": min(wall[k]),
-               "cpu_median": statistics.median(cpu[k]), "cpu_min": min(cpu[k])} for k, _ in cmds},
+               "cpu_median": statistics.median(cpu[k]), "cpu_min": min(cpu[k]),
+               "wall_ratio": ratio(wall, k), "cpu_ratio": ratio(cpu, k),
+               "wall_runs": wall[k], "cpu_runs": cpu[k]} for k, _ in cmds},
           open(out, "w"), indent=1)

@@ -68,8 +68,11 @@ for i in "${!NAMES[@]}"; do
     -n heaptrack "heaptrack -o $PWD/$B/ht $cmd" \
     >/dev/null 2>&1 || true
   # Sampling costs a few percent: more runs, interleaved (bench/interleave.py),
-  # CPU time beside wall time, medians and minimums.
-  python3 bench/interleave.py "$SRUNS" $B/s.json --prepare "$prep" \
+  # CPU time beside wall time; the microbenchmarks take 0.1-0.4 s a run, so
+  # they get three times the rounds.
+  srounds=$SRUNS
+  case "$name" in malloc/free*) srounds=$((SRUNS * 3)) ;; esac
+  python3 bench/interleave.py "$srounds" $B/s.json --prepare "$prep" \
     "alone=$cmd" \
     "heapscope sample=$HS run --mode=sample -- $cmd" \
     "empty interposer=env LD_PRELOAD=$PWD/$B/nop.so $cmd" \
@@ -92,14 +95,26 @@ try:
     sj = json.load(open(sys.argv[5]))
 except Exception:
     sj = {}
+import statistics
+def paired(k, base, key):  # median over rounds of k's time / base's time
+    try:
+        return statistics.median(a / b for a, b in zip(sj[k][key], sj[base][key]))
+    except Exception:
+        return float("nan")
 sw = {k: v["wall_median"] for k, v in sj.items()}
 sc = {k: v["cpu_median"] for k, v in sj.items()}
 sm = {k: v["cpu_min"] for k, v in sj.items()}
+sr = {"heapscope": paired("heapscope sample", "alone", "wall_runs"),
+      "heapscope cpu": paired("heapscope sample", "alone", "cpu_runs"),
+      "empty": paired("empty interposer", "alone", "wall_runs"),
+      "jemalloc prof": paired("jemalloc prof", "jemalloc", "wall_runs"),
+      "rounds": len(sj.get("alone", {}).get("wall_runs", []))}
 row = [t.get(k, float("nan")) for k in ["alone", "heapscope", "heapscope (libunwind only)", "heaptrack", "memcheck"]]
 ks = ["alone", "heapscope sample", "jemalloc", "jemalloc prof", "empty interposer"]
 row += [sw.get(k, float("nan")) for k in ks]
 row += [sc.get(k, float("nan")) for k in ks]
 row += [sm.get(k, float("nan")) for k in ks]
+row += [sr["heapscope"], sr["heapscope cpu"], sr["empty"], sr["jemalloc prof"], sr["rounds"]]
 print("\t".join([name, str(allocs)] + [f"{x:.4f}" for x in row]))
 PY
 done
@@ -143,18 +158,22 @@ for r in rows:
     print(f"| {name} | {n:,} | {a:.3f} s | {h:.3f} s ({h/a:.2f}x) | {ns(h)} | {hl:.3f} s | {ns(hl)} | "
           f"{ht:.3f} s ({ht/a:.2f}x) | {ns(ht)} | {vg:.2f} s | {vg/a:.0f}x |")
 print("\nSampling (mean 512 KiB between samples), beside jemalloc's own sampling profiler "
-      "(prof:true,lg_prof_sample:19, against jemalloc without prof); interleaved runs "
-      "(bench/interleave.py), median wall time, and the added CPU time (user + system) by median and by minimum; "
-      "the empty interposer (bench/nop.c) only forwards malloc, free, calloc and realloc to glibc, as the "
-      "hooks do: the floor for any tool loaded with LD_PRELOAD:\n")
-print("| workload | alone | heapscope sample | added: wall | CPU median | CPU min | ns/alloc (CPU min) | empty interposer: CPU min | jemalloc | jemalloc prof | added: wall | CPU median | CPU min | ns/alloc (CPU min) |")
+      "(prof:true,lg_prof_sample:19, against jemalloc without prof), in interleaved rounds "
+      "(bench/interleave.py; every command once a round). \"Added\" is the median over the rounds of "
+      "each round's ratio (tool / program alone, in the same round): this VM's speed drifts by 10-20% "
+      "between rounds, and a ratio within a round cancels that; the medians of wall time and the added CPU "
+      "time (user + system) by minimum are beside it. The empty interposer (bench/nop.c) only forwards "
+      "malloc, free, calloc and realloc to glibc, as the hooks do: the floor for any tool loaded with "
+      "LD_PRELOAD:\n")
+print("| workload | rounds | alone | heapscope sample | added: wall | CPU | CPU by min | ns/alloc (CPU min) | empty interposer: added | jemalloc | jemalloc prof | added: wall | CPU by min | ns/alloc (CPU min) |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     name, n = r[0], int(r[1])
     a, hs, je, jp, ni, ac, hc, jc, pc, nc, am, hm, jm, pm, nm = map(float, r[7:22])
+    rh, rhc, rn, rj, rounds = map(float, r[22:27])
     ns = lambda x, base: f"{(x - base) / n * 1e9:.1f}" if n else "-"
-    print(f"| {name} | {a:.3f} s | {hs:.3f} s | {(hs/a-1)*100:+.1f}% | {(hc/ac-1)*100:+.1f}% | {(hm/am-1)*100:+.1f}% | {ns(hm, am)} | "
-          f"{(nm/am-1)*100:+.1f}% | {je:.3f} s | {jp:.3f} s | {(jp/je-1)*100:+.1f}% | {(pc/jc-1)*100:+.1f}% | {(pm/jm-1)*100:+.1f}% | {ns(pm, jm)} |")
+    print(f"| {name} | {rounds:.0f} | {a:.3f} s | {hs:.3f} s | {(rh-1)*100:+.1f}% | {(rhc-1)*100:+.1f}% | {(hm/am-1)*100:+.1f}% | {ns(hm, am)} | "
+          f"{(rn-1)*100:+.1f}% | {je:.3f} s | {jp:.3f} s | {(rj-1)*100:+.1f}% | {(pm/jm-1)*100:+.1f}% | {ns(pm, jm)} |")
 x = json.load(open(sys.argv[4]))
 d = lambda tool, k: x[tool + ", check"][k] - x[tool + ", no check"][k]
 print()
