@@ -44,17 +44,17 @@ static atomic_int ready;
 
 /* Four independent lanes: a deep stack's hash is not one long chain of
  * dependent multiplies. */
-static uint32_t hash_frames(const uintptr_t *f, unsigned n) {
+static inline uint32_t hash_frames(const uintptr_t *f, unsigned n, unsigned st) {
   uint64_t h[4] = {0x9E3779B97F4A7C15ull ^ n, 0xC2B2AE3D27D4EB4Full, 0x165667B19E3779F9ull, 0x27D4EB2F165667C5ull};
   unsigned i = 0;
   for (; i + 4 <= n; i += 4)
     for (unsigned l = 0; l < 4; l++) {
-      h[l] ^= f[i + l];
+      h[l] ^= f[(i + l) * st];
       h[l] *= 0xff51afd7ed558ccdull;
       h[l] ^= h[l] >> 32;
     }
   for (; i < n; i++) {
-    h[0] ^= f[i];
+    h[0] ^= f[i * st];
     h[0] *= 0xff51afd7ed558ccdull;
     h[0] ^= h[0] >> 32;
   }
@@ -79,14 +79,20 @@ static void index_put(struct index *x, struct entry *e) {
   atomic_store_explicit(&x->slot[i], (uintptr_t)e | TAG(e->hash), memory_order_release);
 }
 
-static struct entry *index_find(struct index *x, uint32_t h, const uintptr_t *frames, unsigned n) {
+static inline int frames_equal(const uintptr_t *a, const uintptr_t *f, unsigned n, unsigned st) {
+  if (st == 1) return !memcmp(a, f, n * sizeof *f);
+  for (unsigned i = 0; i < n; i++)
+    if (a[i] != f[i * st]) return 0;
+  return 1;
+}
+
+static inline struct entry *index_find(struct index *x, uint32_t h, const uintptr_t *frames, unsigned n, unsigned st) {
   const uintptr_t tag = TAG(h);
   for (size_t i = h & x->mask;; i = (i + 1) & x->mask) {
     uintptr_t v = atomic_load_explicit(&x->slot[i], memory_order_acquire);
     if (!v) return NULL;
     struct entry *e = ENTRY(v);
-    if ((v & ~((1ull << 48) - 1)) == tag && e->hash == h && e->n == n &&
-        !memcmp(e->frames, frames, n * sizeof *frames))
+    if ((v & ~((1ull << 48) - 1)) == tag && e->hash == h && e->n == n && frames_equal(e->frames, frames, n, st))
       return e;
   }
 }
@@ -102,15 +108,16 @@ static int init(void) {
   return ok;
 }
 
-uint32_t hs_depot_put(const uintptr_t *frames, unsigned n) {
+/* Frame i is frames[i * st]: the unwinder's walks keep them in their steps. */
+static inline uint32_t depot_put(const uintptr_t *frames, unsigned n, unsigned st) {
   if (!n || !init()) return HS_STACK_NONE;
-  uint32_t h = hash_frames(frames, n);
-  struct entry *e = index_find(atomic_load_explicit(&index_now, memory_order_acquire), h, frames, n);
+  uint32_t h = hash_frames(frames, n, st);
+  struct entry *e = index_find(atomic_load_explicit(&index_now, memory_order_acquire), h, frames, n, st);
   if (e) return e->id;
 
   hs_lock(&lock);
   struct index *x = atomic_load_explicit(&index_now, memory_order_relaxed);
-  if ((e = index_find(x, h, frames, n))) {
+  if ((e = index_find(x, h, frames, n, st))) {
     hs_unlock(&lock);
     return e->id;
   }
@@ -153,7 +160,7 @@ uint32_t hs_depot_put(const uintptr_t *frames, unsigned n) {
   e->n = n;
   atomic_init(&e->alloc_count_fp, 0);
   atomic_init(&e->alloc_bytes, 0);
-  memcpy(e->frames, frames, n * sizeof *frames);
+  for (unsigned i = 0; i < n; i++) e->frames[i] = frames[i * st];
   chunk[id & ((1u << CHUNK_BITS) - 1)] = e;
   atomic_store_explicit(&count, id, memory_order_release);
   index_put(x, e); /* after the entry is whole: index_put's store releases it */
@@ -161,6 +168,9 @@ uint32_t hs_depot_put(const uintptr_t *frames, unsigned n) {
   hs_unlock(&lock);
   return id;
 }
+
+uint32_t hs_depot_put(const uintptr_t *frames, unsigned n) { return depot_put(frames, n, 1); }
+uint32_t hs_depot_put_strided(const uintptr_t *frames, unsigned n, unsigned st) { return depot_put(frames, n, st); }
 
 static struct entry *entry_of(uint32_t id) {
   if (id == HS_STACK_NONE || id > atomic_load_explicit(&count, memory_order_acquire)) return NULL;

@@ -131,6 +131,8 @@ static inline void hs_unlock(hs_lock_t *l) { atomic_store_explicit(&l->v, 0, mem
 /* Returns the id of the stack (frames[0] = leaf return address); 0 when
  * n == 0 or the depot is full. */
 uint32_t hs_depot_put(const uintptr_t *frames, unsigned n);
+/* The same, for frames i * st words apart (the unwinder's steps). */
+uint32_t hs_depot_put_strided(const uintptr_t *frames, unsigned n, unsigned st);
 /* Frames of a stack; *n receives the count. NULL for an unknown id. */
 const uintptr_t *hs_depot_get(uint32_t id, unsigned *n);
 uint32_t hs_depot_count(void);

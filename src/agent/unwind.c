@@ -292,8 +292,9 @@ struct l1 {
 struct step {
   uintptr_t ra;   /* the return address read at CFA-8 */
   uint32_t cfa;   /* stack_hi - CFA */
-  int16_t bpat;   /* with S_BPAT: rbp was restored from CFA + bpat */
-  uint16_t flags; /* S_BASE, S_BPAT */
+  uint16_t ih;    /* its slot in the index, idx_of(cfa, ra): a copy keeps it */
+  int8_t bpat;    /* with S_BPAT: rbp was restored from CFA + 8 * bpat */
+  uint8_t flags;  /* S_BASE, S_BPAT */
 };
 #define S_BASE 1 /* this step's CFA was computed from rbp */
 #define S_BPAT 2
@@ -311,7 +312,6 @@ struct walk {
   unsigned first_out; /* its first step outside the agent */
   int cont;           /* cut at max frames: may be continued */
   uint32_t id;        /* depot id of its frames */
-  uint32_t gen;       /* changes when the place is reused: stale index entries */
   uintptr_t sp0, bp0x; /* rsp and rbp (XOR BP_MASK) at the capture that walked it */
   struct steps s;
 };
@@ -321,11 +321,15 @@ struct walk {
 #define NWALKS 8
 /* The states (CFA, return address) of the recent walks, hashed: a new
  * walk's step finds the latest walk that reached its state in one probe.
- * An entry is (generation of the walk's place << 10 | place << 7 | step),
- * checked against the walk itself. */
+ * An entry is IDX_USED | place << 7 | step, only a candidate: the step is
+ * compared with the state before use, so an entry whose place has taken
+ * another walk since is harmless (it misses, or names a step of the new
+ * walk that really is that state). 1 KiB: a capture rewrites many entries,
+ * and fewer cache lines stay closer. */
+#define IDX_USED 0x8000u
 #define IDX_BITS 9
 _Static_assert(STEPS_CACHED <= 128 && NWALKS == 8, "index entries hold a step in 7 bits, a place in 3");
-/* Per-thread state (68 KiB), mapped at a thread's first capture and handed
+/* Per-thread state (54 KiB), mapped at a thread's first capture and handed
  * on to a later thread when this one ends. Not in static TLS: that much
  * there would make pthread_create fail for threads with small stacks (glibc
  * takes static TLS out of the requested stack size). */
@@ -335,7 +339,7 @@ struct ustate {
   unsigned char order[NWALKS]; /* walks[] indices, the most recently used first */
   int fast_bal;                /* hits minus misses of the same-sp try, within [-16, 16] */
   unsigned fast_off;           /* captures left without that try */
-  uint32_t idx[1u << IDX_BITS];
+  uint16_t idx[1u << IDX_BITS];
   struct l1 l1[1u << L1_BITS];
   struct walk walks[NWALKS];
   struct steps fresh; /* this walk's own steps, until merged */
@@ -364,7 +368,6 @@ static inline void check_flush(struct ustate *u) {
   }
 }
 
-#define GEN_MASK 0x3fffffu
 static inline size_t idx_of(uintptr_t cfa, uintptr_t ra) {
   return (size_t)(((uint64_t)(cfa ^ (ra << 7)) * 0x9E3779B97F4A7C15ull) >> (64 - IDX_BITS));
 }
@@ -552,16 +555,22 @@ static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max
 static HS_TLS unsigned char walk_busy;
 
 
-static inline void put_step(struct steps *d, unsigned i, uintptr_t hi, uintptr_t cfa, uintptr_t ra, uintptr_t bp,
-                            uintptr_t at, int base) {
-  d->s[i] = (struct step){ra, (uint32_t)(hi - cfa), (int16_t)(at - cfa), (uint16_t)((base ? S_BASE : 0) | (at ? S_BPAT : 0))};
+/* 0, or 1 when rbp's slot is not 8 * an int8_t from the CFA (never seen:
+ * the capture then goes to libunwind). */
+static inline int put_step(struct steps *d, unsigned i, uintptr_t hi, uintptr_t cfa, uintptr_t ra, uintptr_t bp,
+                           uintptr_t at, int base, unsigned ih) {
+  intptr_t off = at ? (intptr_t)(at - cfa) : 0;
+  if (HS_UNLIKELY((off & 7) || off < -1024 || off > 1016)) return 1;
+  d->s[i] = (struct step){ra, (uint32_t)(hi - cfa), (uint16_t)ih, (int8_t)(off / 8),
+                          (uint8_t)((base ? S_BASE : 0) | (at ? S_BPAT : 0))};
   d->bp[i] = bp ^ BP_MASK;
+  return 0;
 }
 
 /* The stack slot a step read its return address from, and where it read rbp. */
 static inline uintptr_t ra_slot(const struct step *t, uintptr_t hi) { return *(const uintptr_t *)(hi - t->cfa - 8); }
 static inline uintptr_t bp_slot(const struct step *t, uintptr_t hi) {
-  return *(const uintptr_t *)(hi - t->cfa + (uintptr_t)(intptr_t)t->bpat);
+  return *(const uintptr_t *)(hi - t->cfa + (uintptr_t)((intptr_t)t->bpat * 8));
 }
 
 static inline void move_steps(struct steps *d, unsigned to, const struct steps *s, unsigned from, unsigned n) {
@@ -570,15 +579,15 @@ static inline void move_steps(struct steps *d, unsigned to, const struct steps *
 
 /* Points the index at steps [from, to) of w. */
 static inline void index_steps(struct ustate *u, const struct walk *w, unsigned from, unsigned to) {
-  uint32_t tag = (w->gen & GEN_MASK) << 10 | (uint32_t)(w - u->walks) << 7;
-  for (unsigned x = from; x < to; x++) u->idx[idx_of(w->s.s[x].cfa, w->s.s[x].ra)] = tag | x;
+  const unsigned tag = IDX_USED | (unsigned)(w - u->walks) << 7;
+  for (unsigned x = from; x < to; x++) u->idx[w->s.s[x].ih] = (uint16_t)(tag | x);
 }
 
-/* Takes the place order[dpos] for this walk, with its first ns steps: a new
- * generation at once, so no later step can match the place's old walk. */
+/* Takes the place order[dpos] for this walk, with its first ns steps. (No
+ * later step of this walk can match the place's old walk: the probe never
+ * takes dst.) */
 static inline struct walk *walk_claim(struct ustate *u, unsigned dpos, const struct steps *fresh, unsigned ns) {
   struct walk *d = &u->walks[u->order[dpos]];
-  if (!(++d->gen & GEN_MASK)) d->gen++;
   move_steps(&d->s, 0, fresh, 0, ns);
   memcpy(d->s.bp, fresh->bp, ns * sizeof d->s.bp[0]);
   return d;
@@ -626,8 +635,7 @@ static inline int walk_still(const struct walk *w, uintptr_t bp, uintptr_t hi) {
  * stack: with *same, a recent walk with exactly these frames (frames[] not
  * filled; its depot id stands); otherwise this walk, kept in the place of
  * the least recently used one (frames[] filled; the caller sets its id). */
-static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned max, int *same,
-                                                   struct walk **res) {
+static __attribute__((noinline)) int cached_unwind(int *same, unsigned max, struct walk **res) {
   uintptr_t pc, sp, bp;
   __asm__ volatile("mov %%rbp, %2\n\tlea 0(%%rip), %0\n\tmov %%rsp, %1" : "=&r"(pc), "=&r"(sp), "=&r"(bp));
   *same = 0;
@@ -676,7 +684,8 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     if (!st) break;
     if (HS_UNLIKELY(ns == STEPS_CACHED)) goto fail; /* deeper than the cache */
     struct steps *d = merged ? &dst->s : fresh;
-    put_step(d, ns++, hi, sp, ra, bp, at, base);
+    const unsigned ih = (unsigned)idx_of(hi - sp, ra);
+    if (HS_UNLIKELY(put_step(d, ns++, hi, sp, ra, bp, at, base, ih))) goto fail;
     if (!ra) break;
     if (in_agent && !in_agent_text(ra)) in_agent = 0;
     if (!in_agent) {
@@ -693,11 +702,11 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     struct walk *w = NULL; /* the recent walk this one met */
     unsigned j = 0, wpos = 0;
     {
-      uint32_t e = u->idx[idx_of(hi - sp, ra)];
+      unsigned e = u->idx[ih];
       unsigned kk = (e >> 7) & (NWALKS - 1), jj = e & 127;
       struct walk *c = &u->walks[kk];
       /* Never dst: its steps past this one are still its old walk's. */
-      if (e && c != dst && (e >> 10) == (c->gen & GEN_MASK) && jj < c->nsteps && c->s.s[jj].cfa == (uint32_t)(hi - sp) &&
+      if (e && c != dst && jj < c->nsteps && c->s.s[jj].cfa == (uint32_t)(hi - sp) &&
           c->s.s[jj].ra == ra && (c->first_out <= jj) == !in_agent) {
         w = c;
         j = jj;
@@ -757,8 +766,8 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
     /* Merge into the least recently used place (never w's: the last walk
      * matches first at the agent's own frames, and replacing it would keep
      * only one walk): this walk's own steps, then the verified ones (then
-     * maybe more of each). dst's generation changes at once: no later step
-     * of this walk can match dst's old steps. */
+     * maybe more of each). No later step of this walk can match dst's
+     * old steps: the probe skips dst. */
     unsigned i = ns - 1, nver = k - (j + 1);
     if (i + 1 + nver > STEPS_CACHED) goto fail;
     unsigned nfirst = first_out >= 0 ? (unsigned)first_out : w->first_out - j + i;
@@ -796,7 +805,6 @@ static __attribute__((noinline)) int cached_unwind(uintptr_t *frames, unsigned m
    * next to go. */
   index_steps(u, dst, 0, ns);
   walk_use(u, dpos);
-  for (unsigned o = 0; o < out; o++) frames[o] = dst->s.s[dst->first_out + o].ra;
   *res = dst;
   return (int)out;
 fail:
@@ -896,17 +904,23 @@ uint32_t hs_stack_capture(unsigned max) {
   walk_busy = 1;
   int same;
   struct walk *w = NULL;
-  int n = cached_unwind(frames, max, &same, &w);
+  int n = cached_unwind(&same, max, &w);
   if (HS_UNLIKELY(n < 0)) {
     same = 0;
     w = NULL;
     n = (int)hs_unwind(frames, max);
   }
   uint32_t prev_id = same ? w->id : 0;
-  if (same && !prev_id) /* its depot entry could not be made: frames needed */
-    for (unsigned o = 0; o < (unsigned)n; o++) frames[o] = w->s.s[w->first_out + o].ra;
-  if (HS_UNLIKELY(hs_opt.verify_unwind)) verify(frames, (unsigned)n, max, same && prev_id, prev_id);
-  uint32_t id = prev_id ? prev_id : hs_depot_put(frames, (unsigned)n);
+  /* A walk's frames are the return addresses of its steps from first_out
+   * on: the depot reads them there, without a copy. */
+  const uintptr_t *f = w ? &w->s.s[w->first_out].ra : frames;
+  const unsigned stride = w ? sizeof(struct step) / sizeof(uintptr_t) : 1;
+  _Static_assert(sizeof(struct step) % sizeof(uintptr_t) == 0, "steps hold whole words");
+  if (HS_UNLIKELY(hs_opt.verify_unwind)) {
+    for (unsigned o = 0; w && o < (unsigned)n; o++) frames[o] = f[o * stride];
+    verify(frames, (unsigned)n, max, same && prev_id, prev_id);
+  }
+  uint32_t id = prev_id ? prev_id : hs_depot_put_strided(f, (unsigned)n, stride);
   if (w) w->id = id;
   walk_busy = 0;
   return id;

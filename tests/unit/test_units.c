@@ -191,6 +191,20 @@ static void test_depot(void **st) {
   assert_int_equal(f[2], 4);
   assert_null(hs_depot_get(999999, &n));
   assert_int_equal(hs_depot_put(a, 0), HS_STACK_NONE);
+  /* frames read i * 2 words apart (the unwinder's steps) name the same
+   * stacks, and a new one is stored contiguous */
+  uintptr_t sa[6] = {1, 91, 2, 92, 3, 93}, sc[6] = {7, 0, 8, 0, 9, 0};
+  assert_int_equal(hs_depot_put_strided(sa, 3, 2), ia);
+  assert_int_equal(hs_depot_put_strided(sa, 2, 2), hs_depot_put(a, 2));
+  uint32_t ic = hs_depot_put_strided(sc, 3, 2);
+  assert_int_not_equal(ic, ia);
+  f = hs_depot_get(ic, &n);
+  assert_int_equal(n, 3);
+  assert_int_equal(f[0], 7);
+  assert_int_equal(f[1], 8);
+  assert_int_equal(f[2], 9);
+  uintptr_t c[3] = {7, 8, 9};
+  assert_int_equal(hs_depot_put(c, 3), ic);
 }
 
 /* The depot's index grows (doubling, under its lock) while other threads
