@@ -105,7 +105,8 @@ int hs_mmove(void *from, size_t size, size_t len, void *to);
 void *hs_alloc(size_t size);            /* bump allocation, never freed; 16-aligned */
 char *hs_strdup(const char *s);
 /* Is [p, p+len) inside memory the agent mapped for itself? */
-int hs_is_own_memory(uintptr_t start, uintptr_t end);
+/* Calls fn on each part of [s, e) that is not the agent's own memory. */
+void hs_each_not_own(uintptr_t s, uintptr_t e, void (*fn)(uintptr_t, uintptr_t));
 void hs_register_own_range(uintptr_t start, uintptr_t end);
 void hs_arena_atfork_prepare(void);
 void hs_arena_atfork_release(void);

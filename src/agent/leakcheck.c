@@ -591,7 +591,6 @@ static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
   for (size_t k = 0; k < C.nmaps; k++) {
     const struct map *m = &C.maps[k];
     if (!m->r || !m->w || m->special || m->device || m->heap) continue;
-    if (hs_is_own_memory(m->start, m->end)) continue;
     uintptr_t from = m->start;
     int is_stack = 0;
     C.cur_kind = m->file ? HS_ROOT_GLOBAL : HS_ROOT_MMAP;
@@ -625,7 +624,7 @@ static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
         C.cur_tid = t->tid;
       }
     }
-    scan_root(from, m->end);
+    hs_each_not_own(from, m->end, scan_root);
   }
   C.cur_kind = HS_ROOT_REGISTER;
   for (size_t t = 0; t < nth; t++)

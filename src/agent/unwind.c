@@ -632,9 +632,10 @@ static inline int walk_still(const struct walk *w, uintptr_t bp, uintptr_t hi) {
 
 /* The walk with the cache. Returns the frame count, or -1 when the walk
  * must be redone without the cache. *res is the walk that describes this
- * stack: with *same, a recent walk with exactly these frames (frames[] not
- * filled; its depot id stands); otherwise this walk, kept in the place of
- * the least recently used one (frames[] filled; the caller sets its id). */
+ * stack: with *same, a recent walk with exactly these frames (its depot id
+ * stands); otherwise this walk, kept in the place of the least recently
+ * used one (the caller sets its id). Either way the frames are the return
+ * addresses of its steps from first_out on. */
 static __attribute__((noinline)) int cached_unwind(int *same, unsigned max, struct walk **res) {
   uintptr_t pc, sp, bp;
   __asm__ volatile("mov %%rbp, %2\n\tlea 0(%%rip), %0\n\tmov %%rsp, %1" : "=&r"(pc), "=&r"(sp), "=&r"(bp));
@@ -913,11 +914,11 @@ uint32_t hs_stack_capture(unsigned max) {
   uint32_t prev_id = same ? w->id : 0;
   /* A walk's frames are the return addresses of its steps from first_out
    * on: the depot reads them there, without a copy. */
-  const uintptr_t *f = w ? &w->s.s[w->first_out].ra : frames;
-  const unsigned stride = w ? sizeof(struct step) / sizeof(uintptr_t) : 1;
+  const uintptr_t *f = w && n ? &w->s.s[w->first_out].ra : frames;
+  const unsigned stride = w && n ? sizeof(struct step) / sizeof(uintptr_t) : 1;
   _Static_assert(sizeof(struct step) % sizeof(uintptr_t) == 0, "steps hold whole words");
   if (HS_UNLIKELY(hs_opt.verify_unwind)) {
-    for (unsigned o = 0; w && o < (unsigned)n; o++) frames[o] = f[o * stride];
+    for (unsigned o = 0; f != frames && o < (unsigned)n; o++) frames[o] = f[o * stride];
     verify(frames, (unsigned)n, max, same && prev_id, prev_id);
   }
   uint32_t id = prev_id ? prev_id : hs_depot_put_strided(f, (unsigned)n, stride);
