@@ -82,6 +82,23 @@ end
 # The exit check shares its sort with a helper thread (a bare clone) where
 # there is a second CPU; on one CPU, or where clone is forbidden, it does all
 # the work itself: the same result every way.
+# A program whose libcrypto tears itself down at exit (OPENSSL_cleanup, an
+# atexit handler): the report runs after it and symbolizes every record
+# (reachable too); nothing there may start curl or OpenSSL again.
+gcc -O2 -g -o "$D/openssl_exit" "$ROOT/tests/progs/openssl_exit.c" -ldl
+begin "a program that tears OpenSSL down at exit: report without debuginfod"
+(cd "$D" && T=120 with_timeout "$HS" run --show-leak-kinds=all --report="$D/ossl.json" -- "$D/openssl_exit" \
+  >"$D/ossl.out" 2>"$D/ossl.err"); rc=$?
+expect_eq "status" 0 "$rc"
+expect_eq "stdout" "done" "$(cat "$D/ossl.out")"
+expect_eq "definitely lost" "42 1" "$(jq -r '.summary.definitely_lost.bytes, .summary.definitely_lost.blocks' "$D/ossl.json" 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
+grep -q 'leak (openssl_exit.c:' "$D/ossl.err" || fail "the leak's stack is not symbolized: $(grep -m2 ' at \| by ' "$D/ossl.err")"
+# The property itself, whether or not this OpenSSL would crash: no debuginfod
+# client (curl, network) is ever loaded into the profiled process.
+(cd "$D" && LD_DEBUG=files T=120 with_timeout "$HS" run --show-leak-kinds=all -- "$D/openssl_exit" >/dev/null 2>"$D/ossl.ld")
+grep -q 'file=libdebuginfod' "$D/ossl.ld" && fail "libdebuginfod was loaded: $(grep -m1 'file=libdebuginfod' "$D/ossl.ld")"
+end
+
 gcc -O2 -g -o "$D/noclone" "$ROOT/tests/progs/noclone.c"
 for how in helper one-cpu noclone; do
   begin "exit check: $how"

@@ -6,6 +6,8 @@
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,11 +28,40 @@ struct hs_symbolizer {
   size_t cap, count;
 };
 
-static char *debuginfo_path;
+/* Separate debug files, from local files only: by build ID under
+ * /usr/lib/debug/.build-id (Debian's -dbgsym packages), then by
+ * .gnu_debuglink beside the file, in its .debug directory and under
+ * /usr/lib/debug (gdb's places). Never debuginfod, which
+ * dwfl_standard_find_debuginfo would start: its client initializes curl and,
+ * through libssh2, OpenSSL, inside the profiled process and at exit after
+ * the program's atexit handlers, when the program may already have torn
+ * OpenSSL down (ssh: a crash in CRYPTO_THREAD_write_lock), and it would
+ * fetch over the network unasked. libdwfl checks the build ID of what is
+ * found, so a stale debuglink file is refused. */
+static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
+                          const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
+                          char **debuginfo_file_name) {
+  int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file, debuglink_crc,
+                                        debuginfo_file_name);
+  if (fd >= 0 || !debuglink_file || !file_name || strchr(debuglink_file, '/')) return fd;
+  const char *slash = strrchr(file_name, '/');
+  int dirlen = slash ? (int)(slash - file_name) : 0;
+  const char *fmt[] = {"%.*s/%s", "%.*s/.debug/%s", "/usr/lib/debug%.*s/%s"};
+  for (size_t i = 0; i < sizeof fmt / sizeof fmt[0]; i++) {
+    char *path = NULL;
+    if (asprintf(&path, fmt[i], dirlen, file_name, debuglink_file) < 0) continue;
+    if (strcmp(path, file_name) && (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+      *debuginfo_file_name = path;
+      return fd;
+    }
+    free(path);
+  }
+  return -1;
+}
+
 static const Dwfl_Callbacks callbacks = {
     .find_elf = dwfl_linux_proc_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
-    .debuginfo_path = &debuginfo_path,
+    .find_debuginfo = find_debuginfo,
 };
 
 struct hs_symbolizer *hs_sym_open_pid(pid_t pid) {
