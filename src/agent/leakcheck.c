@@ -72,6 +72,11 @@ static struct {
   uintptr_t arena_lo, arena_hi; /* glibc's main_arena, never a root */
   struct map *maps;
   size_t nmaps;
+  /* The text of /proc/self/maps, kept mapped until the check ends: its own
+   * mapping is one of the lines, and once unmapped (and no longer the
+   * agent's) the scan would fault on every page of it. */
+  char *maps_text;
+  size_t maps_text_cap;
   uint64_t scanned;
 } C;
 
@@ -341,7 +346,10 @@ static int read_maps(void) {
   size_t lines = 0;
   for (size_t i = 0; i < len; i++) lines += buf[i] == '\n';
   C.maps = hs_mmap((lines + 1) * sizeof *C.maps);
-  if (!C.maps) return -1;
+  if (!C.maps) {
+    hs_munmap(buf, cap);
+    return -1;
+  }
   C.nmaps = 0;
   for (char *p = buf; *p;) {
     char *nl = strchr(p, '\n');
@@ -372,7 +380,8 @@ static int read_maps(void) {
     if (!nl) break;
     p = nl + 1;
   }
-  hs_munmap(buf, cap);
+  C.maps_text = buf;
+  C.maps_text_cap = cap;
   return 0;
 }
 
@@ -716,6 +725,8 @@ static void release(void) {
   if (C.root_of) hs_munmap(C.root_of, (C.n + 1) * sizeof *C.root_of);
   if (C.roots) hs_munmap(C.roots, C.caproots * sizeof *C.roots);
   if (C.maps) hs_munmap(C.maps, (C.nmaps + 1) * sizeof *C.maps);
+  if (C.maps_text) hs_munmap(C.maps_text, C.maps_text_cap);
+  C.maps_text = NULL;
   memset(&C, 0, sizeof C);
 }
 
