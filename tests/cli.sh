@@ -75,6 +75,14 @@ begin "--error-exitcode"
 expect_eq "leaks of kinds not shown" 7 "$?"
 end
 
+begin "run execs the program in its own place: same pid, no parent left"
+"$HS" run --leak-check=no -- /bin/sh -c 'echo $$; echo $PPID' >"$WORK/pid" 2>/dev/null &
+p=$!
+wait $p
+expect_eq "the program's pid is run's" "$p" "$(sed -n 1p "$WORK/pid")"
+expect_eq "its parent is run's parent (this shell)" "$$" "$(sed -n 2p "$WORK/pid")"
+end
+
 begin "_exit and death by signal"
 "$HS" run --report="$WORK/x.json" -- "$P" _exit >"$WORK/o" 2>/dev/null; rc=$?
 expect_eq "status" 4 "$rc"
