@@ -87,15 +87,17 @@ verify_unwind() { # NAME STDIN CMD...
     checked=$(sed -n 's/.* \([0-9]*\) captures checked.*/\1/p' "$D/$name.verify" | awk '{s+=$1} END {print s+0}')
     [ $((reused * 100)) -ge $((checked * MIN_REUSE_PCT)) ] || fail "$reused of $checked captures reused a walk whole"
   fi
+  if [ -n "${MIN_MET_PCT:-}" ]; then # this share, at least, met a recent walk (whole or from some frame on)
+    checked=$(sed -n 's/.* \([0-9]*\) captures checked.*/\1/p' "$D/$name.verify" | awk '{s+=$1} END {print s+0}')
+    met=$(sed -n 's/.* \([0-9]*\) met a recent walk.*/\1/p' "$D/$name.verify" | awk '{s+=$1} END {print s+0}')
+    [ $((met * 100)) -ge $((checked * MIN_MET_PCT)) ] || fail "$met of $checked captures met a recent walk"
+  fi
   end
 }
 begin "check_timing=1 reports the exit check's duration by phase"
 out=$(cd "$D" && HEAPSCOPE_OPTIONS=check_timing=1 T=60 with_timeout "$HS" run --leak-check=summary -- "$D/stacks" cycle 2>&1 >/dev/null)
 expect_match "timing line" "check_timing: [0-9]* blocks, [0-9]* ms wall, [0-9]* ms CPU \(stop and take [0-9]* ms, sort [0-9]* ms, index [0-9]* ms, roots and mark [0-9]* ms, group [0-9]* ms\)" "$out"
 end
-# The exit check shares its sort with a helper thread (a bare clone) where
-# there is a second CPU; on one CPU, or where clone is forbidden, it does all
-# the work itself: the same result every way.
 # A program whose libcrypto tears itself down at exit (OPENSSL_cleanup, an
 # atexit handler): the report runs after it and symbolizes every record
 # (reachable too); nothing there may start curl or OpenSSL again.
@@ -113,6 +115,9 @@ grep -q 'leak (openssl_exit.c:' "$D/ossl.err" || fail "the leak's stack is not s
 grep -q 'file=libdebuginfod' "$D/ossl.ld" && fail "libdebuginfod was loaded: $(grep -m1 'file=libdebuginfod' "$D/ossl.ld")"
 end
 
+# The exit check shares its sort with a helper thread (a bare clone) where
+# there is a second CPU; on one CPU, or where clone is forbidden, it does all
+# the work itself: the same result every way.
 gcc -O2 -g -o "$D/noclone" "$ROOT/tests/progs/noclone.c"
 for how in helper one-cpu noclone; do
   begin "exit check: $how"
@@ -147,8 +152,14 @@ out=$(T=60 with_timeout "$HS" run --leak-check=no -- "$D/dlswap" "$D/libdlswap_a
 expect_eq "status" 0 "$?"
 expect_match "mappings" "mappings of unloaded libraries: 0" "$out"
 end
-verify_unwind sqlite3 "$D/t.sql" sqlite3 :memory:
-verify_unwind python3 /dev/null /usr/bin/python3 "$D/t.py"
-verify_unwind gcc /dev/null gcc -O2 -c "$D/hello.c" -o "$D/hello2.o"
+# Floors well below what these runs reach (reused whole: sqlite3 99%,
+# python3 71%, gcc 39%; met a recent walk, whole or from some frame on: all
+# but the first capture): a change that keeps every stack right but loses
+# the reuse fails here instead of only running slower. (At the sixth stop an
+# index probe that hashed another key than the one stored lost every partial
+# match; verify_unwind saw no wrong stack.)
+MIN_REUSE_PCT=90 MIN_MET_PCT=90 verify_unwind sqlite3 "$D/t.sql" sqlite3 :memory:
+MIN_REUSE_PCT=40 MIN_MET_PCT=90 verify_unwind python3 /dev/null /usr/bin/python3 "$D/t.py"
+MIN_REUSE_PCT=15 MIN_MET_PCT=90 verify_unwind gcc /dev/null gcc -O2 -c "$D/hello.c" -o "$D/hello2.o"
 
 echo "SUITE $PASS $FAIL"

@@ -339,6 +339,7 @@ struct ustate {
   unsigned char order[NWALKS]; /* walks[] indices, the most recently used first */
   int fast_bal;                /* hits minus misses of the same-sp try, within [-16, 16] */
   unsigned fast_off;           /* captures left without that try */
+  int met;                     /* this capture met a recent walk (whole or in part): verify_unwind counts it */
   uint16_t idx[1u << IDX_BITS];
   struct l1 l1[1u << L1_BITS];
   struct walk walks[NWALKS];
@@ -647,6 +648,7 @@ static __attribute__((noinline)) int cached_unwind(int *same, unsigned max, stru
   struct ustate *u = us ? us : us_take();
   if (!u) return -1;
   check_flush(u);
+  u->met = 0;
   /* A recent walk from this very stack pointer may still be the stack:
    * tried first while that pays (most captures of sqlite3 and python3, the
    * minority of cc1's, whose failed tries cost more than the hits save). */
@@ -658,6 +660,7 @@ static __attribute__((noinline)) int cached_unwind(int *same, unsigned max, stru
       if (walk_still(w, bp, hi)) {
         if (u->fast_bal < 16) u->fast_bal++;
         walk_use(u, pos);
+        u->met = 1;
         *same = 1;
         *res = w;
         return (int)w->nout;
@@ -715,6 +718,7 @@ static __attribute__((noinline)) int cached_unwind(int *same, unsigned max, stru
       }
     }
     if (!w) continue;
+    u->met = 1;
     /* Were this walk's frames so far that walk's frames, in the same places?
      * (A first match at the agent's own frames is often with another
      * path's walk: after it, another walk may still have every frame.) */
@@ -873,7 +877,7 @@ unsigned hs_unwind(uintptr_t *frames, unsigned max) {
 
 /* verify_unwind=1 (the tests): every capture is walked again without the
  * cache and compared; the counts are printed at exit. */
-static atomic_ulong verified, verified_same, mismatches;
+static atomic_ulong verified, verified_same, verified_met, mismatches;
 static HS_COLD void verify(const uintptr_t *frames, unsigned n, unsigned max, int same, uint32_t prev_id) {
   uintptr_t walked[HS_MAX_FRAMES];
   unsigned m = hs_unwind(walked, max);
@@ -891,8 +895,9 @@ static HS_COLD void verify(const uintptr_t *frames, unsigned n, unsigned max, in
 
 void hs_unwind_verify_summary(void) {
   if (hs_opt.verify_unwind)
-    hs_warn("verify_unwind: %lu captures checked, %lu reused whole, %lu mismatches", atomic_load(&verified),
-            atomic_load(&verified_same), atomic_load(&mismatches));
+    hs_warn("verify_unwind: %lu captures checked, %lu reused whole, %lu met a recent walk, %lu mismatches",
+            atomic_load(&verified), atomic_load(&verified_same), atomic_load(&verified_met),
+            atomic_load(&mismatches));
 }
 
 uint32_t hs_stack_capture(unsigned max) {
@@ -918,6 +923,7 @@ uint32_t hs_stack_capture(unsigned max) {
   const unsigned stride = w && n ? sizeof(struct step) / sizeof(uintptr_t) : 1;
   _Static_assert(sizeof(struct step) % sizeof(uintptr_t) == 0, "steps hold whole words");
   if (HS_UNLIKELY(hs_opt.verify_unwind)) {
+    if (w && us && us->met) atomic_fetch_add(&verified_met, 1);
     for (unsigned o = 0; f != frames && o < (unsigned)n; o++) frames[o] = f[o * stride];
     verify(frames, (unsigned)n, max, same && prev_id, prev_id);
   }
