@@ -81,15 +81,16 @@ verify_unwind() { # NAME STDIN CMD...
   [ "$lines" -ge 1 ] || fail "no verify_unwind summary: $(head -c 300 "$D/$name.verify")"
   grep 'verify_unwind: ' "$D/$name.verify" | grep -v ' 0 mismatches' | head -3 | while read -r l; do echo "  $l"; done
   grep 'verify_unwind: ' "$D/$name.verify" | grep -qv ' 0 mismatches' && fail "mismatches: $(grep mismatch "$D/$name.verify" | head -3)"
-  reused=$(sed -n 's/.* \([0-9]*\) reused whole.*/\1/p' "$D/$name.verify" | awk '{s+=$1} END {print s+0}')
+  # summed over the processes: one summary line each
+  count() { sed -n "s/.* \([0-9]*\) $1.*/\1/p" "$D/$name.verify" | awk '{s+=$1} END {print s+0}'; }
+  checked=$(count 'captures checked')
+  reused=$(count 'reused whole')
   [ "$reused" -gt 0 ] || fail "no capture reused the previous walk"
   if [ -n "${MIN_REUSE_PCT:-}" ]; then # this share of the captures, at least, reused a recent walk whole
-    checked=$(sed -n 's/.* \([0-9]*\) captures checked.*/\1/p' "$D/$name.verify" | awk '{s+=$1} END {print s+0}')
     [ $((reused * 100)) -ge $((checked * MIN_REUSE_PCT)) ] || fail "$reused of $checked captures reused a walk whole"
   fi
   if [ -n "${MIN_MET_PCT:-}" ]; then # this share, at least, met a recent walk (whole or from some frame on)
-    checked=$(sed -n 's/.* \([0-9]*\) captures checked.*/\1/p' "$D/$name.verify" | awk '{s+=$1} END {print s+0}')
-    met=$(sed -n 's/.* \([0-9]*\) met a recent walk.*/\1/p' "$D/$name.verify" | awk '{s+=$1} END {print s+0}')
+    met=$(count 'met a recent walk')
     [ $((met * 100)) -ge $((checked * MIN_MET_PCT)) ] || fail "$met of $checked captures met a recent walk"
   fi
   end

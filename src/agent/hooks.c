@@ -258,7 +258,8 @@ static HS_COLD void *malloc_slow(size_t size) {
 /* Sample mode's fast paths decide before calling the real allocator, so
  * that the call is a tail call: no frame of our own, nothing after it, and
  * no test of the mode: the countdown is above zero only in sample mode
- * (it starts at zero, and only record_sample draws a new one), and the
+ * (it starts far below zero, HS_COUNTDOWN_UNSET, and only record_sample
+ * draws a new one), and the
  * filter is clean only in sample mode (hs_filter_open). The countdown moves
  * first; malloc_slow then samples (on_alloc sees it at or below zero). */
 HS_EXPORT void *malloc(size_t size) {
