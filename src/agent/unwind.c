@@ -329,7 +329,27 @@ struct walk {
 #define IDX_USED 0x8000u
 #define IDX_BITS 9
 _Static_assert(STEPS_CACHED <= 128 && NWALKS == 8, "index entries hold a step in 7 bits, a place in 3");
-/* Per-thread state (54 KiB), mapped at a thread's first capture and handed
+/* The agent's own frames at the top of every capture (cached_unwind,
+ * hs_stack_capture, record, the hook) follow one of a few fixed code paths,
+ * and so lie at fixed offsets from the capture's stack pointer. A chain
+ * walked once is kept, its CFAs relative to that stack pointer, and later
+ * captures re-read its return address slots in place: a load and a compare
+ * a frame, where a walked frame costs a rule lookup and an index probe (a
+ * sixth of cc1's capture time went to these three or four frames). By
+ * induction every CFA is then the one a walk would compute: the first rule
+ * is the one at pc, and each next one is the rule at a return address just
+ * verified. A chain with a CFA computed from rbp is never kept. */
+#define CHAIN_STEPS 8
+#define NCHAINS 4
+struct chain {
+  uintptr_t pc;               /* where the walk began; 0: empty */
+  unsigned n;                 /* steps, each yielding a return address inside the agent */
+  int bpslot;                 /* rbp after the chain is read at sp + bpslot; -1: rbp as it was */
+  uint32_t reach;             /* the highest byte above sp the chain reads */
+  uint32_t cfa[CHAIN_STEPS];  /* CFA - sp */
+  uintptr_t ra[CHAIN_STEPS];
+};
+/* Per-thread state (55 KiB), mapped at a thread's first capture and handed
  * on to a later thread when this one ends. Not in static TLS: that much
  * there would make pthread_create fail for threads with small stacks (glibc
  * takes static TLS out of the requested stack size). */
@@ -340,6 +360,8 @@ struct ustate {
   int fast_bal;                /* hits minus misses of the same-sp try, within [-16, 16] */
   unsigned fast_off;           /* captures left without that try */
   int met;                     /* this capture met a recent walk (whole or in part): verify_unwind counts it */
+  unsigned chain_next;         /* the chain a new one replaces */
+  struct chain chains[NCHAINS];
   uint16_t idx[1u << IDX_BITS];
   struct l1 l1[1u << L1_BITS];
   struct walk walks[NWALKS];
@@ -618,6 +640,53 @@ static inline int base_same(const struct walk *w, int j, unsigned k, uintptr_t b
   return rbp_for(w, j, k, bp, hi) == want;
 }
 
+/* Steps over the agent's own frames from (pc, *sp, *bp): on success *sp and
+ * *bp are the state the hook's frame is walked from, and *lookup its pc (the
+ * step that yields the program's return address is the walk's first). 0, or
+ * -1 when these frames cannot be walked. */
+static inline int agent_frames(struct ustate *u, uintptr_t pc, uintptr_t *sp, uintptr_t *bp, uintptr_t *lookup,
+                               uintptr_t hi) {
+  const uintptr_t s0 = *sp;
+  for (unsigned c = 0; c < NCHAINS; c++) {
+    const struct chain *ch = &u->chains[c];
+    if (ch->pc != pc || hi - s0 < ch->reach) continue;
+    unsigned k = 0;
+    while (k < ch->n && *(const uintptr_t *)(s0 + ch->cfa[k] - 8) == ch->ra[k]) k++;
+    if (k < ch->n) continue;
+    *sp = s0 + ch->cfa[ch->n - 1];
+    if (ch->bpslot >= 0) *bp = *(const uintptr_t *)(s0 + (unsigned)ch->bpslot);
+    *lookup = ch->ra[ch->n - 1] - 1;
+    return 0;
+  }
+  /* A chain not seen yet: walk it, keep it. */
+  struct chain nc = {.pc = pc, .bpslot = -1};
+  int keep = 1;
+  uintptr_t look = pc;
+  for (unsigned steps = 0;; steps++) {
+    if (steps == HS_MAX_FRAMES) return -1;
+    uintptr_t nsp = *sp, nbp = *bp, ra, at;
+    int base, st = step(look, &nsp, &nbp, &ra, &at, &base);
+    if (st < 0) return -1;
+    if (!st || !ra || !in_agent_text(ra)) break; /* the walk proper takes this step */
+    if (base || nc.n == CHAIN_STEPS) keep = 0;
+    if (keep) {
+      nc.cfa[nc.n] = (uint32_t)(nsp - s0);
+      nc.ra[nc.n++] = ra;
+      nc.reach = (uint32_t)(nsp - s0);
+      if (at) {
+        nc.bpslot = (int)(at - s0);
+        if (at + 8 - s0 > nc.reach) nc.reach = (uint32_t)(at + 8 - s0);
+      }
+    }
+    *sp = nsp;
+    *bp = nbp;
+    look = ra - 1;
+  }
+  *lookup = look;
+  if (keep && nc.n) u->chains[u->chain_next++ % NCHAINS] = nc;
+  return 0;
+}
+
 /* Is the stack still w's, for a capture from w's own stack pointer? Then
  * its first step reaches w's first state, and re-reading every return
  * address slot w read (and rbp where a step computes its CFA from it)
@@ -649,6 +718,10 @@ static __attribute__((noinline)) int cached_unwind(int *same, unsigned max, stru
   if (!u) return -1;
   check_flush(u);
   u->met = 0;
+  /* From here on sp, bp and lookup are the state past the agent's frames:
+   * walks hold the program's frames only. */
+  uintptr_t lookup;
+  if (agent_frames(u, pc, &sp, &bp, &lookup, hi)) return -1;
   /* A recent walk from this very stack pointer may still be the stack:
    * tried first while that pays (most captures of sqlite3 and python3, the
    * minority of cc1's, whose failed tries cost more than the hits save). */
@@ -678,7 +751,6 @@ static __attribute__((noinline)) int cached_unwind(int *same, unsigned max, stru
   struct steps *fresh = &u->fresh;
   struct walk *dst = NULL;             /* where this walk is kept, once merged */
   unsigned dpos = NWALKS - 1;          /* dst's place in order[] */
-  uintptr_t lookup = pc;
   unsigned out = 0, ns = 0;
   int in_agent = 1, first_out = -1, cont = 0, merged = 0;
   for (unsigned steps = 0; steps < HS_MAX_FRAMES + 32; steps++) {
