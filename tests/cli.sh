@@ -83,6 +83,26 @@ expect_eq "the program's pid is run's" "$p" "$(sed -n 1p "$WORK/pid")"
 expect_eq "its parent is run's parent (this shell)" "$$" "$(sed -n 2p "$WORK/pid")"
 end
 
+begin "the report goes to the stderr the program started with"
+# coreutils close stdout and stderr in an atexit handler, which runs before
+# the agent's report: the report must still come out, as under valgrind.
+"$HS" run -- "$P" closeerr >"$WORK/o" 2>"$WORK/e"; rc=$?
+expect_eq "status (closeerr)" 0 "$rc"
+expect_eq "stdout (closeerr)" closeerr "$(cat "$WORK/o")"
+expect_match "report after stderr was closed" 'definitely lost: 31 bytes in 1 blocks' "$(cat "$WORK/e")"
+expect_match "its stack" 'leak_here \(behave.c:' "$(cat "$WORK/e")"
+"$HS" run -- "$P" nullerr >/dev/null 2>"$WORK/e"
+expect_match "report when stderr points at /dev/null" 'definitely lost: 32 bytes in 1 blocks' "$(cat "$WORK/e")"
+expect_eq "the program's own stderr line went to /dev/null" 0 "$(grep -c 'to /dev/null' "$WORK/e")"
+"$HS" run -- "$P" closeall >/dev/null 2>"$WORK/e"
+expect_match "report when the copy was closed (fd 2 still open)" 'definitely lost: 33 bytes in 1 blocks' "$(cat "$WORK/e")"
+"$HS" run -- ls / >/dev/null 2>"$WORK/e"
+expect_match "ls (coreutils) reports" 'HEAP SUMMARY' "$(cat "$WORK/e")"
+# close-on-exec: a program it execs does not inherit the copy
+"$HS" run --follow-children=no -- sh -c 'ls /proc/self/fd; true' >"$WORK/o" 2>/dev/null
+expect_eq "no copy inherited across exec" "" "$(awk '$1 >= 900' "$WORK/o")"
+end
+
 begin "_exit and death by signal"
 "$HS" run --report="$WORK/x.json" -- "$P" _exit >"$WORK/o" 2>/dev/null; rc=$?
 expect_eq "status" 4 "$rc"

@@ -92,6 +92,7 @@ __attribute__((constructor)) static void hs_init(void) {
     hs_in_agent = 0;
     return;
   }
+  hs_log_keep();
   hs_sampler_init();
   hs_api.mode = hs_sampling ? "sample" : "full";
   if (hs_opt.max_frames < 1) hs_opt.max_frames = 1;
@@ -196,7 +197,7 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
       .suppressions = hs_opt.suppressions,
       .default_suppressions = hs_opt.default_suppressions,
       .report_path = hs_opt.report && final ? path : NULL,
-      .log_fd = (int)hs_opt.log_fd,
+      .log_fd = hs_log_fd(),
       .quiet = hs_opt.quiet,
       .leaks = leaks,
       .nleaks = nl,

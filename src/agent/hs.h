@@ -96,6 +96,8 @@ int hs_snprintf(char *buf, size_t len, const char *fmt, ...)
 void hs_dprintf(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void hs_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void hs_write_all(int fd, const char *buf, size_t len);
+void hs_log_keep(void); /* at start-up: keeps a copy of the stderr the program started with */
+int hs_log_fd(void);    /* the text report's descriptor: that stderr while it is still open */
 
 /* ---- arena.c: the agent's own memory, never from malloc --------------- */
 void *hs_mmap(size_t size);             /* zeroed, page-granular, registered */

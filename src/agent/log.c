@@ -4,9 +4,45 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hs.h"
+
+/* Where the text report goes. Programs close stderr at exit (coreutils'
+ * close_stdout, an atexit handler, runs before the agent's report: `ls`
+ * and `echo` lost theirs), or point fd 2 elsewhere (a daemon's log file).
+ * Like valgrind, the report goes to the stderr the program started with: a
+ * copy of fd 2, high and close-on-exec, made at start-up, and used only
+ * while it is still that file (a program that closes every descriptor, or
+ * puts its own file at that number, gets its fd 2 instead). */
+static int log_dup = -1;
+static dev_t log_dev;
+static ino_t log_ino;
+
+void hs_log_keep(void) {
+  struct stat st;
+  if (hs_opt.log_fd != 2 || fstat(2, &st)) return;
+  struct rlimit rl;
+  long lo = 990; /* above what programs use, under select's 1024 and the usual limit */
+  if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < lo + 32)
+    lo = (long)rl.rlim_cur > 64 ? (long)rl.rlim_cur - 32 : 3;
+  log_dup = fcntl(2, F_DUPFD_CLOEXEC, lo);
+  log_dev = st.st_dev;
+  log_ino = st.st_ino;
+}
+
+static int same_file(int fd) {
+  struct stat st;
+  return fd >= 0 && !fstat(fd, &st) && st.st_dev == log_dev && st.st_ino == log_ino;
+}
+
+int hs_log_fd(void) {
+  if (hs_opt.log_fd != 2 || log_dup < 0 || same_file(2)) return (int)hs_opt.log_fd;
+  return same_file(log_dup) ? log_dup : 2;
+}
 
 static size_t put_u(char *buf, size_t pos, size_t len, unsigned long v, unsigned base, int width,
                     char pad) {
@@ -132,5 +168,5 @@ void hs_warn(const char *fmt, ...) {
   va_end(ap);
   if (n > (int)sizeof buf - 2) n = sizeof buf - 2;
   buf[n++] = '\n';
-  hs_write_all(2, buf, (size_t)n);
+  hs_write_all(hs_log_fd(), buf, (size_t)n);
 }

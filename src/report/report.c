@@ -222,7 +222,7 @@ static int write_json(const struct hs_report_input *in, struct rec *recs, size_t
   /* through a temporary name and rename: a reader never sees half a report */
   int rc = 0, e = hs_write_file(in->report_path, b.s ? b.s : "", b.len);
   if (e) {
-    dprintf(2, "heapscope: error: cannot write report %s: %s — check the directory exists and is writable\n",
+    dprintf(in->log_fd, "heapscope: error: cannot write report %s: %s — check the directory exists and is writable\n",
             in->report_path, strerror(e));
     rc = -1;
   }
@@ -246,7 +246,7 @@ static int write_profiles(const struct hs_report_input *in, const struct rec *re
     int e = hs_pprof_heap(&s, HS_PROF_HEAP, sym, &gz, &len);
     if (!e) e = hs_write_file(path, gz, len);
     if (e) {
-      dprintf(2, "heapscope: error: cannot write %s: %s — check that --output names a writable directory\n", path,
+      dprintf(in->log_fd, "heapscope: error: cannot write %s: %s — check that --output names a writable directory\n", path,
               strerror(e));
       rc = -1;
     } else if (!in->quiet) {
@@ -268,7 +268,7 @@ static int write_profiles(const struct hs_report_input *in, const struct rec *re
     int e = ls && shown ? hs_pprof_leaks(ls, shown, in->nleaks, 0, sym, &gz, &len) : ENOMEM;
     if (!e) e = hs_write_file(path, gz, len);
     if (e) {
-      dprintf(2, "heapscope: error: cannot write %s: %s\n", path, strerror(e));
+      dprintf(in->log_fd, "heapscope: error: cannot write %s: %s\n", path, strerror(e));
       rc = -1;
     }
     free(gz);
@@ -287,7 +287,7 @@ __attribute__((visibility("default"))) int hs_report_emit(const struct hs_report
   char err[512];
   if (in->default_suppressions) hs_supp_add_defaults(&supp);
   if (hs_supp_load_list(&supp, in->suppressions, err, sizeof err))
-    dprintf(2, "heapscope: warning: %s; suppressions after it are not applied\n", err);
+    dprintf(in->log_fd, "heapscope: warning: %s; suppressions after it are not applied\n", err);
 
   struct rec *recs = calloc(in->nleaks + 1, sizeof *recs);
   uint64_t sb[NKINDS] = {0}, sn[NKINDS] = {0}, xb[NKINDS] = {0}, xn[NKINDS] = {0};

@@ -4,7 +4,11 @@
  *   _exit    leaks and calls _exit(4)
  *   signal   leaks and dies of SIGTERM
  *   spin     leaves two threads spinning and one blocked, returns 0
- *   deep     leaks at the bottom of a 20-deep call chain */
+ *   deep     leaks at the bottom of a 20-deep call chain
+ *   closeerr leaks, then closes stdout and stderr in an atexit handler, as
+ *            coreutils' close_stdout does
+ *   nullerr  points stderr at /dev/null, leaks
+ *   closeall closes every descriptor from 3 up, leaks */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +27,10 @@ __attribute__((noinline)) int deep(int n) {
     return 0;
   }
   return deep(n - 1) + 1;
+}
+static void close_std(void) {
+  fclose(stdout);
+  fclose(stderr);
 }
 static void *spinner(void *a) {
   for (volatile unsigned long i = 0;; i++) (void)a;
@@ -71,5 +79,22 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(mode, "deep")) return deep(20);
+  if (!strcmp(mode, "closeerr")) {
+    atexit(close_std);
+    leak_here(31);
+    printf("closeerr\n");
+    return 0;
+  }
+  if (!strcmp(mode, "nullerr")) {
+    freopen("/dev/null", "w", stderr);
+    leak_here(32);
+    fprintf(stderr, "to /dev/null\n");
+    return 0;
+  }
+  if (!strcmp(mode, "closeall")) {
+    for (int fd = 3; fd < 4096; fd++) close(fd);
+    leak_here(33);
+    return 0;
+  }
   return 1;
 }
