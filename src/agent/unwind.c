@@ -508,7 +508,7 @@ static unsigned slow_unwind(uintptr_t *frames, unsigned max) {
 /* One step of the walk from (sp, bp) with the rule for lookup. Returns 1
  * with the new CFA, return address and where rbp was read (0 if not), 0 at
  * the end of the stack, -1 when the frame cannot be walked here. */
-static inline int step(uintptr_t lookup, uintptr_t *sp, uintptr_t *bp, uintptr_t *ra_out, uintptr_t *at_out,
+static inline __attribute__((always_inline)) int step(uintptr_t lookup, uintptr_t *sp, uintptr_t *bp, uintptr_t *ra_out, uintptr_t *at_out,
                        int *base_bp) {
   uint64_t r = rule_for(lookup);
   if (HS_UNLIKELY(!(r & R_VALID))) return -1;
