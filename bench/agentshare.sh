@@ -15,7 +15,7 @@ agents=()
 while [ $# -gt 0 ] && [ "$1" != -- ]; do agents+=("$1"); shift; done
 shift
 comm=$(basename "$1" | cut -c1-15)
-exe=$(basename "$1")
+exe=$(basename "$(readlink -f "$(command -v "$1")")")
 tmp=$(mktemp -d)
 for r in $(seq "$rounds"); do
   for a in "${agents[@]}"; do

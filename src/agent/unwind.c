@@ -656,6 +656,11 @@ static inline int agent_frames(struct ustate *u, uintptr_t pc, uintptr_t *sp, ui
     *sp = s0 + ch->cfa[ch->n - 1];
     if (ch->bpslot >= 0) *bp = *(const uintptr_t *)(s0 + (unsigned)ch->bpslot);
     *lookup = ch->ra[ch->n - 1] - 1;
+    if (c) { /* the chain met first from now on */
+      struct chain t = u->chains[0];
+      u->chains[0] = *ch;
+      u->chains[c] = t;
+    }
     return 0;
   }
   /* A chain not seen yet: walk it, keep it. */
