@@ -96,6 +96,11 @@ expect_match "report when stderr points at /dev/null" 'definitely lost: 32 bytes
 expect_eq "the program's own stderr line went to /dev/null" 0 "$(grep -c 'to /dev/null' "$WORK/e")"
 "$HS" run -- "$P" closeall >/dev/null 2>"$WORK/e"
 expect_match "report when the copy was closed (fd 2 still open)" 'definitely lost: 33 bytes in 1 blocks' "$(cat "$WORK/e")"
+# neither fd 2 nor the copy is the first stderr: fd 2 is the program's own
+# file now, and the report must not go into it
+"$HS" run -- "$P" dataerr "$WORK/data" >/dev/null 2>"$WORK/e"; rc=$?
+expect_eq "status (dataerr)" 0 "$rc"
+expect_eq "the program's file holds its data only" data "$(cat "$WORK/data")"
 "$HS" run -- ls / >/dev/null 2>"$WORK/e"
 expect_match "ls (coreutils) reports" 'HEAP SUMMARY' "$(cat "$WORK/e")"
 # close-on-exec: a program it execs does not inherit the copy

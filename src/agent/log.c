@@ -14,10 +14,11 @@
 /* Where the text report goes. Programs close stderr at exit (coreutils'
  * close_stdout, an atexit handler, runs before the agent's report: `ls`
  * and `echo` lost theirs), or point fd 2 elsewhere (a daemon's log file).
- * Like valgrind, the report goes to the stderr the program started with: a
- * copy of fd 2, high and close-on-exec, made at start-up, and used only
- * while it is still that file (a program that closes every descriptor, or
- * puts its own file at that number, gets its fd 2 instead). */
+ * Like valgrind, the report goes to the stderr the program started with:
+ * fd 2 while it is still that file, else a copy of it, high and
+ * close-on-exec, made at start-up, while that is still the file. When
+ * neither is (a program closed every descriptor and put a file of its own
+ * at 2), nothing is written: that file may be the program's data. */
 static int log_dup = -1;
 static dev_t log_dev;
 static ino_t log_ino;
@@ -41,7 +42,7 @@ static int same_file(int fd) {
 
 int hs_log_fd(void) {
   if (hs_opt.log_fd != 2 || log_dup < 0 || same_file(2)) return (int)hs_opt.log_fd;
-  return same_file(log_dup) ? log_dup : 2;
+  return same_file(log_dup) ? log_dup : -1;
 }
 
 static size_t put_u(char *buf, size_t pos, size_t len, unsigned long v, unsigned base, int width,

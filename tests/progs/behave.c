@@ -8,7 +8,10 @@
  *   closeerr leaks, then closes stdout and stderr in an atexit handler, as
  *            coreutils' close_stdout does
  *   nullerr  points stderr at /dev/null, leaks
- *   closeall closes every descriptor from 3 up, leaks */
+ *   closeall closes every descriptor from 3 up, leaks
+ *   dataerr  closes every descriptor from 2 up, opens argv[2] as fd 2,
+ *            writes "data" there, leaks */
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -89,6 +92,14 @@ int main(int argc, char **argv) {
     freopen("/dev/null", "w", stderr);
     leak_here(32);
     fprintf(stderr, "to /dev/null\n");
+    return 0;
+  }
+  if (!strcmp(mode, "dataerr") && argc > 2) {
+    for (int fd = 2; fd < 4096; fd++) close(fd);
+    int fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || (fd != 2 && (dup2(fd, 2) != 2 || close(fd)))) return 9;
+    if (write(2, "data\n", 5) != 5) return 9;
+    leak_here(34);
     return 0;
   }
   if (!strcmp(mode, "closeall")) {
