@@ -797,8 +797,8 @@ static __attribute__((noinline)) int cached_unwind(int *same, unsigned max, stru
     if (!w) continue;
     u->met = 1;
     /* Were this walk's frames so far that walk's frames, in the same places?
-     * (A first match at the agent's own frames is often with another
-     * path's walk: after it, another walk may still have every frame.) */
+     * (The index names only the latest walk that had this state: the
+     * frames before it may be that walk's, or another path's.) */
     int prefix_same = 1;
     if (!in_agent) {
       const struct steps *cur = merged ? &dst->s : fresh;
@@ -845,11 +845,11 @@ static __attribute__((noinline)) int cached_unwind(int *same, unsigned max, stru
       *res = w;
       return (int)out;
     }
-    /* Merge into the least recently used place (never w's: the last walk
-     * matches first at the agent's own frames, and replacing it would keep
-     * only one walk): this walk's own steps, then the verified ones (then
-     * maybe more of each). No later step of this walk can match dst's
-     * old steps: the probe skips dst. */
+    /* Merge into the least recently used place (never w's: its steps are
+     * the ones copied, and w stays for the captures that follow its path):
+     * this walk's own steps, then the verified ones (then maybe more of
+     * each). No later step of this walk can match dst's old steps: the
+     * probe skips dst. */
     unsigned i = ns - 1, nver = k - (j + 1);
     if (i + 1 + nver > STEPS_CACHED) goto fail;
     unsigned nfirst = first_out >= 0 ? (unsigned)first_out : w->first_out - j + i;
