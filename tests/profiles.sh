@@ -166,4 +166,44 @@ T=30 with_timeout tail --pid=$SRV -f /dev/null
 expect_eq "program finished normally under load" "done" "$(cat "$WORK/srv.out")"
 end
 
+# Instructions, not time: this VM's speed drifts by more than the fast paths
+# cost. cachegrind counts the instructions of the microbenchmark at two
+# iteration counts; the difference over the difference in iterations is the
+# cost of one malloc/free pair, start-up costs cancelled. The empty
+# interposer (bench/nop.c) adds 2 a pair; sample mode's countdown in malloc
+# and filter probe in free add 11, the samples 1-2 more.
+gcc -O2 -pthread -o "$WORK/mb" "$ROOT/bench/mallocbench.c"
+gcc -O2 -fPIC -shared -o "$WORK/nop.so" "$ROOT/bench/nop.c" -ldl
+pair_ir() { # ENV... : instructions per malloc/free pair
+  local a b
+  a=$(T=300 with_timeout valgrind --tool=cachegrind --cache-sim=no --trace-children=yes \
+    --cachegrind-out-file=/dev/null env "$@" "$WORK/mb" 1 100000 15 2>&1 >/dev/null |
+    awk '/I *refs:/ { gsub(",", "", $NF); if ($NF + 0 > m) m = $NF + 0 } END { print m + 0 }')
+  b=$(T=300 with_timeout valgrind --tool=cachegrind --cache-sim=no --trace-children=yes \
+    --cachegrind-out-file=/dev/null env "$@" "$WORK/mb" 1 300000 15 2>&1 >/dev/null |
+    awk '/I *refs:/ { gsub(",", "", $NF); if ($NF + 0 > m) m = $NF + 0 } END { print m + 0 }')
+  awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f\n", (b - a) / 200000 }'
+}
+at_most() { # WHAT LIMIT VALUE
+  awk -v l="$2" -v v="$3" 'BEGIN { exit !(v <= l) }' || fail "$1: $3 is over $2"
+}
+
+begin "sample mode: malloc and free add at most 20 instructions a pair over an empty interposer"
+nop=$(pair_ir LD_PRELOAD="$WORK/nop.so")
+smp=$(pair_ir LD_PRELOAD="$BUILD/libheapscope.so" HEAPSCOPE_OPTIONS=mode=sample)
+echo "  instructions a pair: empty interposer $nop, sample mode $smp"
+at_most "sample mode over the interposer" 20 "$(awk -v a="$smp" -v b="$nop" 'BEGIN { print a - b }')"
+end
+
+# An agent that is off still interposes; it must cost no more than sample
+# mode's fast paths (it cost 57 instructions a pair, every call in the slow
+# paths, before hs_hooks_off).
+begin "an agent that is off (bad options, a child not followed) forwards in its fast paths"
+bad=$(pair_ir LD_PRELOAD="$BUILD/libheapscope.so" HEAPSCOPE_OPTIONS=no_such_option=1)
+kid=$(pair_ir LD_PRELOAD="$BUILD/libheapscope.so" HEAPSCOPE_OPTIONS=follow_children=no,root_pid=1)
+echo "  instructions a pair: bad options $bad, child not followed $kid"
+at_most "bad options over the interposer" 20 "$(awk -v a="$bad" -v b="$nop" 'BEGIN { print a - b }')"
+at_most "child not followed over the interposer" 20 "$(awk -v a="$kid" -v b="$nop" 'BEGIN { print a - b }')"
+end
+
 echo "SUITE $PASS $FAIL"

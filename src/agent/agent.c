@@ -44,7 +44,10 @@ static void atfork_child(void) {
   hs_threads_unlock();
   my_pid = getpid();
   atomic_store(&reported, 0);
-  if (!hs_opt.follow_children) atomic_store(&hs_active, 0);
+  if (!hs_opt.follow_children) {
+    atomic_store(&hs_active, 0);
+    hs_hooks_off();
+  }
 }
 
 /* The exiting thread's stack is a root from the stack pointer of exit()'s
@@ -84,11 +87,13 @@ __attribute__((constructor)) static void hs_init(void) {
   char err[512];
   if (hs_options_parse(getenv("HEAPSCOPE_OPTIONS"), &hs_opt, err, sizeof err)) {
     hs_dprintf(2, "heapscope: error: %s — the program runs without heapscope\n", err);
+    hs_hooks_off();
     hs_in_agent = 0;
     return;
   }
   my_pid = getpid();
   if (!hs_opt.follow_children && !hs_is_root_process()) {
+    hs_hooks_off();
     hs_in_agent = 0;
     return;
   }

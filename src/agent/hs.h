@@ -251,6 +251,7 @@ extern int hs_sampling;             /* mode=sample */
 extern double hs_sample_rate;
 extern HS_TLS long hs_until_sample; /* bytes left before this thread's next sample */
 #define HS_COUNTDOWN_UNSET (LONG_MIN / 2)
+#define HS_COUNTDOWN_OFF (LONG_MAX / 2) /* hs_hooks_off: no sample ever */
 #define HS_FILTER_BITS 16
 /* The counting filter free() looks at: a slot is HS_FILTER_CLEAN only when
  * no block that free() must see hashes to it; anything else sends free() to
@@ -282,6 +283,9 @@ static inline void hs_filter_del(uintptr_t p) {
 }
 /* Sample mode, at start-up: every slot clean but the bootstrap pool's. */
 void hs_filter_open(void);
+/* The agent is off for good in this process (bad HEAPSCOPE_OPTIONS, or a
+ * child that --follow-children=no leaves alone): every hook forwards. */
+void hs_hooks_off(void);
 void hs_sampler_init(void);
 /* Weight of a sampled block of this size: 1/(1-exp(-size/rate)), as Go. */
 double hs_sample_weight(size_t size);
