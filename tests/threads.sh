@@ -102,4 +102,17 @@ expect_eq "status" 0 "$?"
 expect_match "output" "all threads created" "$out"
 end
 
+# fork() while other threads hold the unwinder's lock (tests/progs/forkrace.c):
+# every child must allocate and exit, in each mode. It hung every time before
+# the lock was taken around fork.
+begin "fork while other threads are inside the agent: no child hangs"
+gcc -O1 -g -pthread -o "$WORK/forkrace" "$ROOT/tests/progs/forkrace.c" -ldl
+for opts in "" "--mode=sample" "--follow-children=no"; do
+  out=$(T=60 with_timeout "$HS" run --leak-check=no $opts -- "$WORK/forkrace" 150 2>/dev/null)
+  rc=$?
+  expect_eq "status with '$opts'" 0 "$rc"
+  expect_eq "children with '$opts'" "forked 150 ok 150" "$out"
+done
+end
+
 echo "SUITE $PASS $FAIL"

@@ -26,18 +26,21 @@ int hs_is_root_process(void) { return hs_opt.root_pid == 0 || getpid() == (pid_t
 static void atfork_prepare(void) {
   hs_threads_lock();
   hs_depot_lock();
+  hs_unwind_atfork_prepare();
   hs_table_lock_all();
   hs_arena_atfork_prepare();
 }
 static void atfork_parent(void) {
   hs_arena_atfork_release();
   hs_table_unlock_all();
+  hs_unwind_atfork_parent();
   hs_depot_unlock();
   hs_threads_unlock();
 }
 static void atfork_child(void) {
   hs_arena_atfork_release();
   hs_table_unlock_all();
+  hs_unwind_atfork_child();
   hs_depot_after_fork_child();
   hs_depot_unlock();
   hs_threads_after_fork_child();

@@ -111,6 +111,9 @@ char *hs_strdup(const char *s);
 void hs_each_not_own(uintptr_t s, uintptr_t e, void (*fn)(uintptr_t, uintptr_t));
 void hs_register_own_range(uintptr_t start, uintptr_t end);
 void hs_arena_atfork_prepare(void);
+void hs_unwind_atfork_prepare(void);
+void hs_unwind_atfork_parent(void);
+void hs_unwind_atfork_child(void);
 void hs_arena_atfork_release(void);
 
 /* ---- spin locks (hs.h inline) ----------------------------------------- */

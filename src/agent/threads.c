@@ -317,7 +317,13 @@ void hs_threads_init(void) {
   key_ok = pthread_key_create(&exit_key, on_thread_exit) == 0;
 }
 
+/* Held while a thread dump runs (hs_threads_snapshot). */
+static hs_lock_t dump_lock;
+
 void hs_threads_after_fork_child(void) {
+  /* A dump another thread was taking at the fork ends with it: the child's
+   * own snapshots (its exit report takes one) start afresh. */
+  hs_unlock(&dump_lock);
   /* Only the forking thread exists in the child; the other stacks are
    * still mapped but hold no live frames, and nobody will join them. */
   /* (The forking thread's own record goes too: its tid changed, and its
@@ -350,7 +356,6 @@ static unsigned drop_agent_frames(uintptr_t *f, unsigned n) {
 }
 static struct hs_report_thread *dump_out;
 static size_t dump_n;
-static hs_lock_t dump_lock;
 
 static long futex_op(atomic_int *w, int op, int val, const struct timespec *ts) {
   return syscall(SYS_futex, w, op, val, ts, NULL, 0);

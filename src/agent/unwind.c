@@ -447,6 +447,20 @@ static inline uint64_t rule_for(uintptr_t pc) {
   return r;
 }
 
+/* fork: the rule cache and libdw's state change only under miss_lock, and
+ * a rule miss holds it for long (a first look at a module's CFI takes
+ * milliseconds): forked while another thread held it, the child would find
+ * it held for good and spin at its first miss. Taken before the table's and
+ * the arena's locks (a miss allocates through libdw, which takes those). */
+void hs_unwind_atfork_prepare(void) { hs_lock(&miss_lock); }
+void hs_unwind_atfork_parent(void) { hs_unlock(&miss_lock); }
+void hs_unwind_atfork_child(void) {
+  hs_unlock(&miss_lock);
+  /* The free list of thread states, taken and given back without waiting:
+   * whoever held its lock is not in the child. */
+  hs_unlock(&us_lock);
+}
+
 /* dlclose may put new code where cached code was. */
 void hs_unwind_flush(void) {
   if (!cache) return;
