@@ -166,6 +166,18 @@ T=30 with_timeout tail --pid=$SRV -f /dev/null
 expect_eq "program finished normally under load" "done" "$(cat "$WORK/srv.out")"
 end
 
+# --http in a program that runs others: only the process heapscope run
+# started serves; its children (here sh's) inherit the option and used to
+# print "Address already in use" into the program's stderr, one per command.
+begin "HTTP: the children of the served process do not try the port"
+PORT=$((20000 + RANDOM % 20000))
+T=30 with_timeout "$HS" run --mode=sample --http=127.0.0.1:$PORT -- sh -c '/bin/true; sleep 0.2; echo done' >"$WORK/o" 2>"$WORK/e"
+expect_eq "status" 0 "$?"
+expect_eq "stdout" "done" "$(cat "$WORK/o")"
+expect_eq "one announcement" 1 "$(grep -c 'serving pprof on' "$WORK/e")"
+expect_eq "no warning" "" "$(grep warning "$WORK/e")"
+end
+
 # Instructions, not time: this VM's speed drifts by more than the fast paths
 # cost. cachegrind counts the instructions of the microbenchmark at two
 # iteration counts; the difference over the difference in iterations is the

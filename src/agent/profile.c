@@ -199,7 +199,11 @@ void *hs_report_sym(const char *name) {
 
 void hs_profile_start(void) {
   start_dumper();
-  if (!hs_opt.http || !*hs_opt.http) return;
+  /* The endpoint is the process's that `heapscope run` started: its
+   * children inherit the option, and each would find the port taken and
+   * print a warning into the program's stderr (a shell script: one per
+   * command it runs). A child can still serve through heapscope_http_start. */
+  if (!hs_opt.http || !*hs_opt.http || !hs_is_root_process()) return;
   hs_serve_start_fn start = (hs_serve_start_fn)hs_report_sym(HS_SERVE_START_SYM);
   if (!start) return;
   int saved = hs_in_agent;
