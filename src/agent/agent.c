@@ -76,7 +76,9 @@ static uintptr_t exit_caller_sp(void) {
 
 static void on_exit_handler(int status, void *arg) {
   (void)arg;
+  hs_exit_thread = 1;
   hs_in_agent = 1;
+  hs_hooks_at_exit();
   /* only the leak check needs it (sample mode has none) */
   uintptr_t sp = hs_sampling ? 0 : exit_caller_sp();
   hs_in_agent = 0;

@@ -299,6 +299,16 @@ slow:
   return malloc_slow(size);
 }
 
+/* A block glibc has back and the table still holds, between the two steps
+ * of a single-threaded free. Only exit() in a signal handler can see it:
+ * the exit report's own allocations may be handed that very block. */
+static HS_TLS void *pending_forget;
+void hs_hooks_at_exit(void) {
+  void *p = pending_forget;
+  pending_forget = NULL;
+  if (p) forget(p);
+}
+
 static HS_COLD void free_slow(void *p) {
   if (!p || HS_UNLIKELY(is_bootstrap(p))) return;
   ENSURE_REAL();
@@ -312,8 +322,10 @@ static HS_COLD void free_slow(void *p) {
    * never turns back. */
   if (__libc_single_threaded && !hs_sampling && atomic_load_explicit(&hs_active, memory_order_relaxed)) {
     hs_table_prefetch((uintptr_t)p);
+    pending_forget = p; /* for exit() from a signal handler that lands here */
     hs_real.free(p);
     forget(p);
+    pending_forget = NULL;
     return;
   }
   on_free(p);

@@ -117,13 +117,27 @@ void hs_unwind_atfork_child(void);
 void hs_arena_atfork_release(void);
 
 /* ---- spin locks (hs.h inline) ----------------------------------------- */
-typedef struct { atomic_int v; } hs_lock_t;
+/* A held lock holds its owner: the address of the owning thread's
+ * hs_exit_thread, unique among live threads and the same in a forked child.
+ * The owner matters once: exit() called by a signal handler that
+ * interrupted its thread inside the agent, with a lock held (programs call
+ * exit in SIGTERM and SIGINT handlers). The exit report needs the lock; the
+ * interrupted code will never go on, so the exiting thread takes the lock
+ * over (hs_lock_slow) instead of waiting for itself forever. */
+typedef struct { _Atomic uintptr_t v; } hs_lock_t;
+extern HS_TLS int hs_exit_thread; /* this thread runs the exit report (arena.c) */
+extern atomic_int hs_lock_taken_over; /* it has taken a lock over from itself */
+/* At exit, before anything else: finishes a free the exiting thread was
+ * interrupted in (glibc had the block back, the table did not yet). */
+void hs_hooks_at_exit(void);
+static inline uintptr_t hs_lock_self(void) { return (uintptr_t)&hs_exit_thread; }
 void hs_lock_slow(hs_lock_t *l);
 /* Takes the lock if it is free; never waits (code a signal handler or a
  * forked child may reach while the lock's holder cannot go on). */
 static inline int hs_trylock(hs_lock_t *l) {
-  int z = 0;
-  return atomic_compare_exchange_strong_explicit(&l->v, &z, 1, memory_order_acquire, memory_order_relaxed);
+  uintptr_t z = 0;
+  return atomic_compare_exchange_strong_explicit(&l->v, &z, hs_lock_self(), memory_order_acquire,
+                                                 memory_order_relaxed);
 }
 static inline void hs_lock(hs_lock_t *l) {
   if (HS_LIKELY(hs_trylock(l))) return;
