@@ -74,11 +74,26 @@ static uintptr_t exit_caller_sp(void) {
   return 0;
 }
 
+/* The exit report may run in a signal handler (exit or _exit called
+ * there, as programs do on SIGTERM) that interrupted this thread inside the
+ * agent or inside glibc's allocator: locks this thread holds are taken over
+ * (hs.h), a half-done free is finished, and if glibc's heap may be half
+ * changed, the report allocates from the agent's own pages (hooks.c, the
+ * exit heap) rather than abort the program with "corrupted double-linked
+ * list" instead of its exit status. */
+static void exit_begin(void) {
+  static HS_TLS int done;
+  if (done) return;
+  done = 1;
+  hs_exit_thread = 1;
+  hs_hooks_at_exit();
+}
+
 static void on_exit_handler(int status, void *arg) {
   (void)arg;
-  hs_exit_thread = 1;
+  if (!atomic_load(&hs_active)) return;
+  exit_begin();
   hs_in_agent = 1;
-  hs_hooks_at_exit();
   /* only the leak check needs it (sample mode has none) */
   uintptr_t sp = hs_sampling ? 0 : exit_caller_sp();
   hs_in_agent = 0;
@@ -247,6 +262,7 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
 
 void hs_report_at_exit(int status, uintptr_t sp) {
   if (!atomic_load(&hs_active) || getpid() != my_pid) return; /* vfork child: not ours */
+  exit_begin();
   if (atomic_exchange(&reported, 1)) return;
   hs_in_agent = 1;
   hs_unwind_verify_summary();

@@ -16,6 +16,43 @@
 
 struct hs_real hs_real;
 HS_TLS int hs_in_agent;
+/* Set while this thread is in glibc's allocator for the program (full
+ * mode's calls; sample mode's fast paths are tail calls and cannot say):
+ * hs_hooks_at_exit. */
+static HS_TLS int in_glibc;
+
+/* The exit heap: once the exit report runs in a signal handler that
+ * interrupted glibc's allocator (in_glibc), glibc's heap may be half
+ * changed, and any call into it may abort the program ("corrupted
+ * double-linked list"). From then on every allocation of the process comes
+ * from the agent's own pages (zeroed, never given back: the process is
+ * ending) and nothing is given back to glibc; frees only leave the table.
+ * Cold paths only: full mode reaches them on every call, and sample mode
+ * never sets in_glibc. */
+static atomic_int exit_heap;
+#define EH_MAGIC 0x6873657869746870ull
+struct eh_hdr {
+  size_t size;
+  uint64_t magic;
+};
+static void *eh_alloc(size_t size, size_t align) {
+  if (align < 16) align = 16;
+  if (size > (SIZE_MAX >> 2) || align > (1u << 20)) return NULL;
+  char *raw = hs_alloc(size + align + sizeof(struct eh_hdr));
+  if (!raw) return NULL;
+  uintptr_t p = ((uintptr_t)raw + sizeof(struct eh_hdr) + align - 1) & ~(uintptr_t)(align - 1);
+  struct eh_hdr *h = (struct eh_hdr *)p - 1;
+  h->size = size;
+  h->magic = EH_MAGIC;
+  return (void *)p;
+}
+/* The usable size of a block of either heap; glibc's is read from its chunk
+ * header, which is no call into its allocator's state. */
+static size_t eh_size(void *p) {
+  const struct eh_hdr *h = (const struct eh_hdr *)p - 1;
+  return h->magic == EH_MAGIC ? h->size : hs_real.malloc_usable_size(p);
+}
+#define EXIT_HEAP() HS_UNLIKELY(atomic_load_explicit(&exit_heap, memory_order_relaxed))
 atomic_int hs_active;
 struct hs_totals hs_totals;
 atomic_uintptr_t hs_arena_heaps[HS_MAX_ARENA_HEAPS];
@@ -266,7 +303,14 @@ static HS_COLD void *malloc_slow(size_t size) {
     hs_until_sample = HS_COUNTDOWN_OFF;
     return hs_real.malloc(size);
   }
+  if (EXIT_HEAP()) {
+    void *e = eh_alloc(size, 16);
+    on_alloc(e, size);
+    return e;
+  }
+  in_glibc = 1;
   void *p = hs_real.malloc(size);
+  in_glibc = 0;
   on_alloc(p, size);
   return p;
 }
@@ -304,6 +348,7 @@ slow:
  * the exit report's own allocations may be handed that very block. */
 static HS_TLS void *pending_forget;
 void hs_hooks_at_exit(void) {
+  if (in_glibc) atomic_store(&exit_heap, 1);
   void *p = pending_forget;
   pending_forget = NULL;
   if (p) forget(p);
@@ -312,6 +357,10 @@ void hs_hooks_at_exit(void) {
 static HS_COLD void free_slow(void *p) {
   if (!p || HS_UNLIKELY(is_bootstrap(p))) return;
   ENSURE_REAL();
+  if (EXIT_HEAP()) {
+    forget(p);
+    return;
+  }
   /* While the process has one thread, nothing can be handed p between
    * glibc's free and the table update (malloc in a signal handler is
    * undefined anyway), so the block leaves the table after glibc's free and
@@ -323,13 +372,17 @@ static HS_COLD void free_slow(void *p) {
   if (__libc_single_threaded && !hs_sampling && atomic_load_explicit(&hs_active, memory_order_relaxed)) {
     hs_table_prefetch((uintptr_t)p);
     pending_forget = p; /* for exit() from a signal handler that lands here */
+    in_glibc = 1;
     hs_real.free(p);
+    in_glibc = 0;
     forget(p);
     pending_forget = NULL;
     return;
   }
   on_free(p);
+  in_glibc = 1;
   hs_real.free(p);
+  in_glibc = 0;
 }
 
 HS_EXPORT void free(void *p) {
@@ -344,7 +397,15 @@ HS_EXPORT void *calloc(size_t n, size_t size) {
     if (__builtin_mul_overflow(n, size, &t)) return NULL;
     return bootstrap_alloc(t); /* static memory is already zero */
   }
+  if (EXIT_HEAP()) {
+    size_t t = 0;
+    void *e = __builtin_mul_overflow(n, size, &t) ? NULL : eh_alloc(t, 16);
+    on_alloc(e, t);
+    return e;
+  }
+  in_glibc = 1;
   void *p = hs_real.calloc(n, size);
+  in_glibc = 0;
   on_alloc(p, n * size);
   return p;
 }
@@ -357,12 +418,23 @@ static void *do_realloc(void *old, size_t size) {
     return p;
   }
   if (!old) return malloc(size);
+  if (EXIT_HEAP()) { /* realloc(p, 0) frees p and gives NULL, as glibc's */
+    size_t have = eh_size(old);
+    void *e = size ? eh_alloc(size, 16) : NULL;
+    if (size && !e) return NULL;
+    if (e) memcpy(e, old, have < size ? have : size);
+    forget(old);
+    on_alloc(e, size);
+    return e;
+  }
   uint64_t meta = 0;
   int had = 0;
   int active = atomic_load_explicit(&hs_active, memory_order_relaxed);
   if (active && (!hs_sampling || !hs_filter_clean((uintptr_t)old)))
     had = hs_table_remove((uintptr_t)old, &meta);
+  in_glibc = 1;
   void *p = hs_real.realloc(old, size);
+  in_glibc = 0;
   if (!p && size) {
     if (had) hs_table_insert((uintptr_t)old, meta); /* old block is still live */
     return NULL;
@@ -388,35 +460,73 @@ HS_EXPORT void *reallocarray(void *old, size_t n, size_t size) {
 
 HS_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
   ENSURE_REAL();
+  if (EXIT_HEAP()) {
+    if (!align || (align & (align - 1)) || align % sizeof(void *)) return EINVAL;
+    void *e = eh_alloc(size, align);
+    if (!e) return ENOMEM;
+    *out = e;
+    on_alloc(e, size);
+    return 0;
+  }
+  in_glibc = 1;
   int r = hs_real.posix_memalign(out, align, size);
+  in_glibc = 0;
   if (r == 0) on_alloc(*out, size);
   return r;
 }
 
 HS_EXPORT void *aligned_alloc(size_t align, size_t size) {
   ENSURE_REAL();
+  if (EXIT_HEAP()) {
+    void *e = eh_alloc(size, align);
+    on_alloc(e, size);
+    return e;
+  }
+  in_glibc = 1;
   void *p = hs_real.aligned_alloc(align, size);
+  in_glibc = 0;
   on_alloc(p, size);
   return p;
 }
 
 HS_EXPORT void *memalign(size_t align, size_t size) {
   ENSURE_REAL();
+  if (EXIT_HEAP()) {
+    void *e = eh_alloc(size, align);
+    on_alloc(e, size);
+    return e;
+  }
+  in_glibc = 1;
   void *p = hs_real.memalign(align, size);
+  in_glibc = 0;
   on_alloc(p, size);
   return p;
 }
 
 HS_EXPORT void *valloc(size_t size) {
   ENSURE_REAL();
+  if (EXIT_HEAP()) {
+    void *e = eh_alloc(size, 4096);
+    on_alloc(e, size);
+    return e;
+  }
+  in_glibc = 1;
   void *p = hs_real.valloc(size);
+  in_glibc = 0;
   on_alloc(p, size);
   return p;
 }
 
 HS_EXPORT void *pvalloc(size_t size) {
   ENSURE_REAL();
+  if (EXIT_HEAP()) {
+    void *e = eh_alloc(size, 4096);
+    on_alloc(e, size);
+    return e;
+  }
+  in_glibc = 1;
   void *p = hs_real.pvalloc(size);
+  in_glibc = 0;
   on_alloc(p, size);
   return p;
 }
@@ -425,6 +535,7 @@ HS_EXPORT size_t malloc_usable_size(void *p) {
   if (!p) return 0;
   if (is_bootstrap(p)) return 0;
   ENSURE_REAL();
+  if (EXIT_HEAP()) return eh_size(p);
   return hs_real.malloc_usable_size(p);
 }
 
@@ -455,7 +566,15 @@ static HS_COLD void *new_al_slow(const char *sym, size_t size, size_t al) {
 
 static inline void *new_impl(size_t size, const char *sym, int nothrow) {
   ENSURE_REAL();
-  void *p = hs_real.malloc(size ? size : 1);
+  void *p;
+  if (EXIT_HEAP()) {
+    p = eh_alloc(size ? size : 1, 16);
+    goto got;
+  }
+  in_glibc = 1;
+  p = hs_real.malloc(size ? size : 1);
+  in_glibc = 0;
+got:
   if (HS_UNLIKELY(!p)) {
     p = nothrow ? NULL : new_slow(sym, size);
     if (!p) return NULL;
@@ -466,7 +585,15 @@ static inline void *new_impl(size_t size, const char *sym, int nothrow) {
 
 static inline void *new_al_impl(size_t size, size_t al, const char *sym, int nothrow) {
   ENSURE_REAL();
-  void *p = hs_real.memalign(al, size ? size : 1);
+  void *p;
+  if (EXIT_HEAP()) {
+    p = eh_alloc(size ? size : 1, al);
+    goto got_al;
+  }
+  in_glibc = 1;
+  p = hs_real.memalign(al, size ? size : 1);
+  in_glibc = 0;
+got_al:
   if (HS_UNLIKELY(!p)) {
     p = nothrow ? NULL : new_al_slow(sym, size, al);
     if (!p) return NULL;

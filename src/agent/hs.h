@@ -128,7 +128,9 @@ typedef struct { _Atomic uintptr_t v; } hs_lock_t;
 extern HS_TLS int hs_exit_thread; /* this thread runs the exit report (arena.c) */
 extern atomic_int hs_lock_taken_over; /* it has taken a lock over from itself */
 /* At exit, before anything else: finishes a free the exiting thread was
- * interrupted in (glibc had the block back, the table did not yet). */
+ * interrupted in (glibc had the block back, the table did not yet); if it
+ * was interrupted inside glibc's allocator itself, whose state may be half
+ * changed, allocations come from the agent's own pages from then on. */
 void hs_hooks_at_exit(void);
 static inline uintptr_t hs_lock_self(void) { return (uintptr_t)&hs_exit_thread; }
 void hs_lock_slow(hs_lock_t *l);

@@ -1,18 +1,22 @@
 /* exit() from a signal handler, as programs do on SIGTERM and SIGINT: a
  * one-shot timer fires after argv[1] microseconds while the main thread
  * allocates and frees without pause, so the signal often lands inside the
- * agent's own code with one of its locks held (1 run in 7 did here). The
- * exit report then needs that lock: it used to wait for itself forever.
- * Leaks one 4242-byte block, exits 3 from the handler. */
+ * agent's own code with one of its locks held (1 run in 7 did here), or
+ * inside glibc's allocator. The exit report then needs that lock: it used
+ * to wait for itself forever. Leaks one 4242-byte block, exits 3 from the
+ * handler, with exit() or, when argv[2] is "_exit", with _exit(). */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 void *volatile slots[64];
 void *volatile keep;
+static int use_exit_;
 static void on_alarm(int s) {
   (void)s;
+  if (use_exit_) _exit(3);
   exit(3);
 }
 __attribute__((noinline)) static void *alloc_at(int d, size_t n) {
@@ -23,6 +27,7 @@ __attribute__((noinline)) static void *alloc_at(int d, size_t n) {
 }
 int main(int argc, char **argv) {
   long us = argc > 1 ? atol(argv[1]) : 20000;
+  use_exit_ = argc > 2 && !strcmp(argv[2], "_exit");
   keep = malloc(4242);
   keep = NULL; /* definitely lost */
   struct sigaction sa;
