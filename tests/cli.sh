@@ -207,4 +207,16 @@ for i in $(seq 60); do
 done
 end
 
+# A program LD_PRELOAD cannot reach runs as it is, with a warning that says
+# why there will be no report (before, nothing at all was printed).
+begin "a statically linked program: a warning, the program runs"
+printf 'int main(void) { return 5; }\n' >"$WORK/st.c"
+gcc -static -o "$WORK/st" "$WORK/st.c" || fail "cannot build a static program"
+"$HS" run -- "$WORK/st" >/dev/null 2>"$WORK/st.err"
+expect_eq "status" 5 "$?"
+expect_match "warning" 'warning: .*/st runs without heapscope: it is statically linked' "$(cat "$WORK/st.err")"
+"$HS" run -- /bin/true 2>"$WORK/st.err"
+expect_eq "no warning for a dynamic one" "" "$(grep warning "$WORK/st.err")"
+end
+
 echo "SUITE $PASS $FAIL"

@@ -5,7 +5,9 @@
  * program's own, with no parent left to forward them, and nothing is paid
  * for a second process. The report is the agent's work, in the program. */
 #define _GNU_SOURCE
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -50,6 +52,37 @@ static void run_usage(FILE *f) {
 static int file_exists_exec(const char *p) {
   struct stat st;
   return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
+}
+
+/* Why the dynamic linker will not load the agent into PROGRAM, or NULL:
+ * LD_PRELOAD needs a dynamically linked program (one with an interpreter,
+ * PT_INTERP), and the loader ignores it for a set-user-ID or set-group-ID
+ * program run by someone else. Said before the exec, as a warning: the
+ * program still runs, but with no report at all, which would otherwise
+ * look like heapscope failing. Scripts (#!) are left to their interpreter. */
+static const char *why_no_agent(const char *prog) {
+  struct stat st;
+  if (stat(prog, &st) == 0 && (((st.st_mode & S_ISUID) && st.st_uid != geteuid()) ||
+                               ((st.st_mode & S_ISGID) && st.st_gid != getegid())))
+    return "it is set-user-ID or set-group-ID, and the dynamic linker ignores LD_PRELOAD for it";
+  int fd = open(prog, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  Elf64_Ehdr eh;
+  const char *why = NULL;
+  if (pread(fd, &eh, sizeof eh, 0) == (ssize_t)sizeof eh && !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
+      eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_phentsize == sizeof(Elf64_Phdr)) {
+    int interp = 0;
+    for (unsigned i = 0; i < eh.e_phnum && i < 4096; i++) {
+      Elf64_Phdr ph;
+      if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + (uint64_t)i * sizeof ph)) != (ssize_t)sizeof ph) break;
+      if (ph.p_type == PT_INTERP) interp = 1;
+    }
+    if (!interp) why = "it is statically linked, and LD_PRELOAD needs a dynamically linked program";
+  } else if (!memcmp(eh.e_ident, ELFMAG, SELFMAG) && eh.e_ident[EI_CLASS] == ELFCLASS32) {
+    why = "it is a 32-bit program, and the agent is 64-bit";
+  }
+  close(fd);
+  return why;
 }
 
 /* Finds PROGRAM the way execvp will, to report a missing one clearly. */
@@ -277,6 +310,9 @@ int cmd_run(int argc, char **argv) {
                                                                            : "no such program");
     return 127;
   }
+  const char *why = why_no_agent(prog);
+  if (why)
+    fprintf(stderr, "heapscope: warning: %s runs without heapscope: %s\n", prog, why);
   char agent[PATH_MAX];
   if (hs_find_agent(agent, sizeof agent)) {
     hs_error("cannot find libheapscope.so next to %s or under its install prefix — reinstall heapscope or set HEAPSCOPE_AGENT",
