@@ -115,4 +115,13 @@ for opts in "" "--mode=sample" "--follow-children=no"; do
 done
 end
 
+begin "every join of glibc's, and a failed create: no thread reported"
+gcc -O1 -g -pthread -o "$WORK/joins" "$ROOT/tests/progs/joins.c"
+out=$(T=30 with_timeout "$HS" run --report="$WORK/joins.json" -- "$WORK/joins" 2>"$WORK/joins.err")
+expect_eq "status" 0 "$?"
+expect_eq "the program's results" "join=0 tryjoin=0 timedjoin=0 clockjoin=0 huge-create=failed" "$out"
+expect_eq "threads reported" 0 "$(jq '.threads | length' "$WORK/joins.json")"
+expect_eq "no thread summary" "" "$(grep 'THREAD SUMMARY' "$WORK/joins.err")"
+end
+
 echo "SUITE $PASS $FAIL"

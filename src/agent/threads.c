@@ -245,7 +245,13 @@ static struct hs_thread *find_handle(pthread_t h) {
 
 static void mark(pthread_t h, int joined) {
   hs_lock(&threads_lock);
-  struct hs_thread *t = find_handle(h);
+  struct hs_thread *t = NULL;
+  /* A joined thread has ended, and glibc may already have handed its handle
+   * to a thread created since the join returned: the ended one is meant. */
+  if (joined)
+    for (struct hs_thread *u = threads; u && !t; u = u->next)
+      if (u->handle == h && !__atomic_load_n(&u->alive, __ATOMIC_ACQUIRE) && !reclaimable(u)) t = u;
+  if (!t) t = find_handle(h);
   if (t) {
     int was = reclaimable(t);
     if (joined)
@@ -279,6 +285,18 @@ HS_EXPORT int pthread_timedjoin_np(pthread_t th, void **ret, const struct timesp
   static timedjoin_fn real;
   if (!real) real = (timedjoin_fn)dlsym(RTLD_NEXT, "pthread_timedjoin_np");
   int r = real(th, ret, abstime);
+  if (r == 0) mark(th, 1);
+  return r;
+}
+
+/* glibc 2.31's join with a chosen clock: without this hook, the threads it
+ * joined were reported as exited but never joined. */
+typedef int (*clockjoin_fn)(pthread_t, void **, clockid_t, const struct timespec *);
+HS_EXPORT int pthread_clockjoin_np(pthread_t th, void **ret, clockid_t clock, const struct timespec *abstime) {
+  static clockjoin_fn real;
+  if (!real) real = (clockjoin_fn)dlsym(RTLD_NEXT, "pthread_clockjoin_np");
+  if (!real) return ENOSYS;
+  int r = real(th, ret, clock, abstime);
   if (r == 0) mark(th, 1);
   return r;
 }
