@@ -320,7 +320,7 @@ static inline long find_block(uintptr_t v) {
 /* ---- memory map ------------------------------------------------------- */
 
 static int read_maps(void) {
-  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  int fd = open("/proc/thread-self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;
   size_t cap = 1 << 20, len = 0;
   char *buf = hs_mmap(cap);

@@ -133,7 +133,7 @@ static void on_dump_signal(int sig) {
 
 static void numbered_path(char *out, size_t len, unsigned seq) {
   char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  ssize_t n = readlink("/proc/thread-self/exe", exe, sizeof exe - 1);
   exe[n > 0 ? n : 0] = 0;
   const char *prog = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : "prog";
   hs_snprintf(out, len, "%s/heapscope.%s.%d.heap.%04u.pb.gz", hs_opt.output ? hs_opt.output : ".", prog,

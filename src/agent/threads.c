@@ -55,6 +55,16 @@ static ssize_t read_task_file(pid_t tid, const char *name, char *buf, size_t len
   return n;
 }
 
+/* A thread that has ended but is still listed: a zombie main thread (main
+ * called pthread_exit and the process runs on in other threads). It
+ * answers no signal and its stack holds no live frames. */
+static int is_zombie(pid_t tid) {
+  char buf[512];
+  if (read_task_file(tid, "stat", buf, sizeof buf) <= 0) return 0;
+  const char *p = strrchr(buf, ')'); /* the name may hold spaces and ')' */
+  return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
 /* The thread's name (16 bytes with the NUL), from comm. */
 static void read_comm(pid_t tid, char *out) {
   ssize_t n = read_task_file(tid, "comm", out, 16);
@@ -450,7 +460,7 @@ static void proc_state(struct hs_report_thread *r, uintptr_t *pc, uintptr_t *sp)
 
 /* End of the mapping that holds addr (a thread's stack top), from maps. */
 static uintptr_t mapping_end(uintptr_t addr) {
-  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  int fd = open("/proc/thread-self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   char buf[8192];
   size_t have = 0;
@@ -705,7 +715,7 @@ size_t hs_stop_world(struct hs_stopped **out) {
       int known = 0;
       for (size_t j = 0; j < nstopped; j++)
         if (stopped[j].tid == tids[i]) known = 1;
-      if (known || nstopped >= capstopped) continue;
+      if (known || nstopped >= capstopped || is_zombie(tids[i])) continue;
       stopped[nstopped].tid = tids[i];
       stopped[nstopped].stopped = 0;
       atomic_thread_fence(memory_order_seq_cst);

@@ -89,7 +89,7 @@ static int find_module(struct dl_phdr_info *info, size_t size, void *p) {
     if (a->pc >= s && a->pc < s + ph->p_memsz) {
       a->base = info->dlpi_addr;
       const char *n = info->dlpi_name;
-      if (!n || !*n) n = "/proc/self/exe";
+      if (!n || !*n) n = "/proc/thread-self/exe";
       hs_snprintf(a->name, sizeof a->name, "%s", n);
       a->found = 1;
       return 1;

@@ -163,13 +163,13 @@ static int write_json(const struct hs_report_input *in, struct rec *recs, size_t
                       uint64_t supp_blocks[NKINDS], struct hs_symbolizer *sym, const int *tskip) {
   struct hs_buf b = {0};
   char exe[4096];
-  ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  ssize_t el = readlink("/proc/thread-self/exe", exe, sizeof exe - 1);
   exe[el > 0 ? el : 0] = 0;
   hs_buf_printf(&b, "{\n  \"heapscope_report\": 1,\n  \"program\": ");
   hs_buf_json_str(&b, exe);
   hs_buf_printf(&b, ",\n  \"argv\": [");
   size_t cl;
-  char *cmd = read_file("/proc/self/cmdline", &cl);
+  char *cmd = read_file("/proc/thread-self/cmdline", &cl);
   for (size_t o = 0; cmd && o < cl; o += strlen(cmd + o) + 1) {
     hs_buf_printf(&b, "%s", o ? ", " : "");
     hs_buf_json_str(&b, cmd + o);
@@ -233,7 +233,7 @@ static int write_json(const struct hs_report_input *in, struct rec *recs, size_t
 /* --output: heapscope.<prog>.<pid>.heap.pb.gz, and the leaks profile. */
 static int write_profiles(const struct hs_report_input *in, const struct rec *recs, struct hs_symbolizer *sym) {
   char exe[4096], path[8192];
-  ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  ssize_t el = readlink("/proc/thread-self/exe", exe, sizeof exe - 1);
   exe[el > 0 ? el : 0] = 0;
   const char *prog = el > 0 ? hs_basename(exe) : "prog";
   int rc = 0;

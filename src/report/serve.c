@@ -282,10 +282,10 @@ static enum MHD_Result goroutine(struct MHD_Connection *c, int create) {
 
 static enum MHD_Result cmdline(struct MHD_Connection *c) {
   char buf[65536];
-  int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  int fd = open("/proc/thread-self/cmdline", O_RDONLY | O_CLOEXEC);
   ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
   if (fd >= 0) close(fd);
-  if (n < 0) return text(c, 500, "cannot read /proc/self/cmdline\n");
+  if (n < 0) return text(c, 500, "cannot read /proc/thread-self/cmdline\n");
   if (n > 0 && buf[n - 1] == 0) n--; /* Go joins with NUL, no trailing one */
   return reply(c, 200, "text/plain; charset=utf-8", buf, (size_t)n, NULL);
 }

@@ -3,6 +3,8 @@
  * and call_line give each caller's position), the way eu-addr2line -i does.
  * Results are cached by address: loss records share most of their frames. */
 #define _GNU_SOURCE
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
@@ -72,6 +74,10 @@ struct hs_symbolizer *hs_sym_open_pid(pid_t pid) {
     free(s);
     return NULL;
   }
+  /* Our own process through this thread's /proc entry: once the main
+   * thread has ended (pthread_exit in main, the process running on in
+   * others), /proc/PID/maps reads empty and every frame went unnamed. */
+  if (pid == getpid()) pid = (pid_t)syscall(SYS_gettid);
   if (dwfl_linux_proc_report(s->dwfl, pid) != 0) {
     dwfl_end(s->dwfl);
     free(s);
@@ -224,6 +230,7 @@ static int resolve(struct hs_symbolizer *s, uintptr_t addr, struct hs_frame **ou
 }
 
 int hs_sym_lookup(struct hs_symbolizer *s, uintptr_t addr, const struct hs_frame **out) {
+  if (!s) return 0; /* no symbolizer (no memory, no maps): addresses only */
   if (s->count * 2 >= s->cap) {
     size_t ncap = s->cap * 2;
     struct cache_ent *nc = calloc(ncap, sizeof *nc);
