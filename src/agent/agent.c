@@ -91,7 +91,9 @@ static void exit_begin(void) {
 
 static void on_exit_handler(int status, void *arg) {
   (void)arg;
-  if (!atomic_load(&hs_active)) return;
+  /* A vfork child that calls exit runs on its parent's thread-local
+   * state: it must leave it as it found it. */
+  if (!atomic_load(&hs_active) || getpid() != my_pid) return;
   exit_begin();
   hs_in_agent = 1;
   /* only the leak check needs it (sample mode has none) */
