@@ -77,15 +77,21 @@ static uintptr_t exit_caller_sp(void) {
 /* The exit report may run in a signal handler (exit or _exit called
  * there, as programs do on SIGTERM) that interrupted this thread inside the
  * agent or inside glibc's allocator: locks this thread holds are taken over
- * (hs.h), a half-done free is finished, and if glibc's heap may be half
- * changed, the report allocates from the agent's own pages (hooks.c, the
- * exit heap) rather than abort the program with "corrupted double-linked
+ * (hs.h), a half-done free is finished, and the report allocates from the
+ * agent's own pages (hooks.c, the exit heap) rather than wait forever for
+ * glibc's arena lock or abort the program with "corrupted double-linked
  * list" instead of its exit status. */
 static void exit_begin(void) {
   static HS_TLS int done;
   if (done) return;
   done = 1;
   hs_exit_thread = 1;
+  /* In a handler, glibc's heap may be half changed by the interrupted
+   * code, and its arena lock held by it: full mode knows when its own call
+   * into glibc was interrupted (hs_hooks_at_exit), sample mode's fast paths
+   * are tail calls and cannot say, so any exit from a handler allocates
+   * from the agent's own pages. */
+  if (hs_in_signal_handler()) hs_hooks_exit_heap();
   hs_hooks_at_exit();
 }
 

@@ -347,8 +347,15 @@ slow:
  * of a single-threaded free. Only exit() in a signal handler can see it:
  * the exit report's own allocations may be handed that very block. */
 static HS_TLS void *pending_forget;
+void hs_hooks_exit_heap(void) {
+  atomic_store(&exit_heap, 1);
+  /* Sample mode's fast paths must not reach glibc either: this thread's
+   * mallocs and everybody's frees take the slow paths from now on. */
+  memset(hs_sampled_filter, 0, sizeof hs_sampled_filter);
+  hs_until_sample = HS_COUNTDOWN_UNSET;
+}
 void hs_hooks_at_exit(void) {
-  if (in_glibc) atomic_store(&exit_heap, 1);
+  if (in_glibc) hs_hooks_exit_heap();
   void *p = pending_forget;
   pending_forget = NULL;
   if (p) forget(p);

@@ -132,6 +132,11 @@ extern atomic_int hs_lock_taken_over; /* it has taken a lock over from itself */
  * was interrupted inside glibc's allocator itself, whose state may be half
  * changed, allocations come from the agent's own pages from then on. */
 void hs_hooks_at_exit(void);
+/* From now on the process allocates from the agent's own pages and gives
+ * nothing back to glibc (hooks.c). */
+void hs_hooks_exit_heap(void);
+/* This thread runs a signal handler (threads.c); may say yes wrongly. */
+int hs_in_signal_handler(void);
 static inline uintptr_t hs_lock_self(void) { return (uintptr_t)&hs_exit_thread; }
 void hs_lock_slow(hs_lock_t *l);
 /* Takes the lock if it is free; never waits (code a signal handler or a

@@ -755,6 +755,32 @@ void hs_resume_world(void) {
   sigaction(STOP_SIGNAL, &old_action, NULL);
 }
 
+/* Whether this thread runs a signal handler: some frame above the stack
+ * pointer returns into glibc's signal trampoline (__restore_rt, the
+ * sa_restorer of every handler glibc installs, read back from the kernel
+ * for any signal that has one). The stack is scanned word by word up to
+ * the end of its mapping (an alternate signal stack included): a stale
+ * copy of the address can only make this say yes wrongly, which costs the
+ * exit report some memory (the exit heap), never the program. No malloc:
+ * it runs before the exit report knows whether glibc's heap is safe. */
+#ifndef SA_RESTORER
+#define SA_RESTORER 0x04000000 /* the kernel's; glibc sets it and hides it */
+#endif
+int hs_in_signal_handler(void) {
+  uintptr_t restorer = 0;
+  for (int sig = 1; sig < NSIG && !restorer; sig++) {
+    struct sigaction o;
+    if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &o)) continue;
+    if ((o.sa_flags & SA_RESTORER) && o.sa_restorer && o.sa_handler != SIG_DFL && o.sa_handler != SIG_IGN)
+      restorer = (uintptr_t)o.sa_restorer;
+  }
+  if (!restorer) return 0;
+  uintptr_t sp = (uintptr_t)__builtin_frame_address(0), end = mapping_end(sp);
+  for (uintptr_t p = sp & ~(uintptr_t)7; p + sizeof(uintptr_t) <= end; p += sizeof(uintptr_t))
+    if (*(const uintptr_t *)p == restorer) return 1;
+  return 0;
+}
+
 /* ---- goleak's VerifyNone for C: heapscope_threads_mark/check ----------- */
 
 HS_EXPORT unsigned long __heapscope_threads_mark(void) { return (unsigned long)hs_threads_seq(); }
