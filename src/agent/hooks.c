@@ -306,6 +306,7 @@ static HS_COLD void *malloc_slow(size_t size) {
   if (EXIT_HEAP()) {
     void *e = eh_alloc(size, 16);
     on_alloc(e, size);
+    hs_until_sample = HS_COUNTDOWN_UNSET; /* a sample would draw a new countdown: stay off the fast path */
     return e;
   }
   in_glibc = 1;
