@@ -53,6 +53,14 @@ static size_t eh_size(void *p) {
   return h->magic == EH_MAGIC ? h->size : hs_real.malloc_usable_size(p);
 }
 #define EXIT_HEAP() HS_UNLIKELY(atomic_load_explicit(&exit_heap, memory_order_relaxed))
+/* A call into glibc's allocator, marked for hs_hooks_at_exit. */
+#define GLIBC(call)                                                                    \
+  ({                                                                                   \
+    in_glibc = 1;                                                                      \
+    __typeof__(call) r_ = (call);                                                      \
+    in_glibc = 0;                                                                      \
+    r_;                                                                                \
+  })
 atomic_int hs_active;
 struct hs_totals hs_totals;
 atomic_uintptr_t hs_arena_heaps[HS_MAX_ARENA_HEAPS];
@@ -264,6 +272,13 @@ static inline void on_alloc(void *p, size_t size) {
   record(p, size);
 }
 
+/* An exit-heap block, recorded as glibc's would be. */
+static void *eh_track(size_t size, size_t align) {
+  void *e = eh_alloc(size, align);
+  on_alloc(e, size);
+  return e;
+}
+
 static inline int is_agent_block(uint64_t meta) {
   return (meta & HS_META_IGNORED) && hs_meta_stack(meta) == HS_STACK_NONE;
 }
@@ -304,14 +319,11 @@ static HS_COLD void *malloc_slow(size_t size) {
     return hs_real.malloc(size);
   }
   if (EXIT_HEAP()) {
-    void *e = eh_alloc(size, 16);
-    on_alloc(e, size);
+    void *e = eh_track(size, 16);
     hs_until_sample = HS_COUNTDOWN_UNSET; /* a sample would draw a new countdown: stay off the fast path */
     return e;
   }
-  in_glibc = 1;
-  void *p = hs_real.malloc(size);
-  in_glibc = 0;
+  void *p = GLIBC(hs_real.malloc(size));
   on_alloc(p, size);
   return p;
 }
@@ -380,7 +392,7 @@ static HS_COLD void free_slow(void *p) {
   if (__libc_single_threaded && !hs_sampling && atomic_load_explicit(&hs_active, memory_order_relaxed)) {
     hs_table_prefetch((uintptr_t)p);
     pending_forget = p; /* for exit() from a signal handler that lands here */
-    in_glibc = 1;
+    in_glibc = 1; /* hs_real.free is void: no GLIBC() */
     hs_real.free(p);
     in_glibc = 0;
     forget(p);
@@ -406,14 +418,10 @@ HS_EXPORT void *calloc(size_t n, size_t size) {
     return bootstrap_alloc(t); /* static memory is already zero */
   }
   if (EXIT_HEAP()) {
-    size_t t = 0;
-    void *e = __builtin_mul_overflow(n, size, &t) ? NULL : eh_alloc(t, 16);
-    on_alloc(e, t);
-    return e;
+    size_t t;
+    return __builtin_mul_overflow(n, size, &t) ? NULL : eh_track(t, 16); /* pages come zeroed */
   }
-  in_glibc = 1;
-  void *p = hs_real.calloc(n, size);
-  in_glibc = 0;
+  void *p = GLIBC(hs_real.calloc(n, size));
   on_alloc(p, n * size);
   return p;
 }
@@ -440,9 +448,7 @@ static void *do_realloc(void *old, size_t size) {
   int active = atomic_load_explicit(&hs_active, memory_order_relaxed);
   if (active && (!hs_sampling || !hs_filter_clean((uintptr_t)old)))
     had = hs_table_remove((uintptr_t)old, &meta);
-  in_glibc = 1;
-  void *p = hs_real.realloc(old, size);
-  in_glibc = 0;
+  void *p = GLIBC(hs_real.realloc(old, size));
   if (!p && size) {
     if (had) hs_table_insert((uintptr_t)old, meta); /* old block is still live */
     return NULL;
@@ -470,71 +476,44 @@ HS_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
   ENSURE_REAL();
   if (EXIT_HEAP()) {
     if (!align || (align & (align - 1)) || align % sizeof(void *)) return EINVAL;
-    void *e = eh_alloc(size, align);
+    void *e = eh_track(size, align);
     if (!e) return ENOMEM;
     *out = e;
-    on_alloc(e, size);
     return 0;
   }
-  in_glibc = 1;
-  int r = hs_real.posix_memalign(out, align, size);
-  in_glibc = 0;
+  int r = GLIBC(hs_real.posix_memalign(out, align, size));
   if (r == 0) on_alloc(*out, size);
   return r;
 }
 
 HS_EXPORT void *aligned_alloc(size_t align, size_t size) {
   ENSURE_REAL();
-  if (EXIT_HEAP()) {
-    void *e = eh_alloc(size, align);
-    on_alloc(e, size);
-    return e;
-  }
-  in_glibc = 1;
-  void *p = hs_real.aligned_alloc(align, size);
-  in_glibc = 0;
+  if (EXIT_HEAP()) return eh_track(size, align);
+  void *p = GLIBC(hs_real.aligned_alloc(align, size));
   on_alloc(p, size);
   return p;
 }
 
 HS_EXPORT void *memalign(size_t align, size_t size) {
   ENSURE_REAL();
-  if (EXIT_HEAP()) {
-    void *e = eh_alloc(size, align);
-    on_alloc(e, size);
-    return e;
-  }
-  in_glibc = 1;
-  void *p = hs_real.memalign(align, size);
-  in_glibc = 0;
+  if (EXIT_HEAP()) return eh_track(size, align);
+  void *p = GLIBC(hs_real.memalign(align, size));
   on_alloc(p, size);
   return p;
 }
 
 HS_EXPORT void *valloc(size_t size) {
   ENSURE_REAL();
-  if (EXIT_HEAP()) {
-    void *e = eh_alloc(size, 4096);
-    on_alloc(e, size);
-    return e;
-  }
-  in_glibc = 1;
-  void *p = hs_real.valloc(size);
-  in_glibc = 0;
+  if (EXIT_HEAP()) return eh_track(size, 4096);
+  void *p = GLIBC(hs_real.valloc(size));
   on_alloc(p, size);
   return p;
 }
 
 HS_EXPORT void *pvalloc(size_t size) {
   ENSURE_REAL();
-  if (EXIT_HEAP()) {
-    void *e = eh_alloc(size, 4096);
-    on_alloc(e, size);
-    return e;
-  }
-  in_glibc = 1;
-  void *p = hs_real.pvalloc(size);
-  in_glibc = 0;
+  if (EXIT_HEAP()) return eh_track(size, 4096);
+  void *p = GLIBC(hs_real.pvalloc(size));
   on_alloc(p, size);
   return p;
 }
@@ -574,15 +553,7 @@ static HS_COLD void *new_al_slow(const char *sym, size_t size, size_t al) {
 
 static inline void *new_impl(size_t size, const char *sym, int nothrow) {
   ENSURE_REAL();
-  void *p;
-  if (EXIT_HEAP()) {
-    p = eh_alloc(size ? size : 1, 16);
-    goto got;
-  }
-  in_glibc = 1;
-  p = hs_real.malloc(size ? size : 1);
-  in_glibc = 0;
-got:
+  void *p = EXIT_HEAP() ? eh_alloc(size ? size : 1, 16) : GLIBC(hs_real.malloc(size ? size : 1));
   if (HS_UNLIKELY(!p)) {
     p = nothrow ? NULL : new_slow(sym, size);
     if (!p) return NULL;
@@ -593,15 +564,7 @@ got:
 
 static inline void *new_al_impl(size_t size, size_t al, const char *sym, int nothrow) {
   ENSURE_REAL();
-  void *p;
-  if (EXIT_HEAP()) {
-    p = eh_alloc(size ? size : 1, al);
-    goto got_al;
-  }
-  in_glibc = 1;
-  p = hs_real.memalign(al, size ? size : 1);
-  in_glibc = 0;
-got_al:
+  void *p = EXIT_HEAP() ? eh_alloc(size ? size : 1, al) : GLIBC(hs_real.memalign(al, size ? size : 1));
   if (HS_UNLIKELY(!p)) {
     p = nothrow ? NULL : new_al_slow(sym, size, al);
     if (!p) return NULL;

@@ -247,21 +247,20 @@ static int create_thread(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(
 /* ---- join, detach: a joinable thread that ended and was never joined pins
  * its stack and descriptor for the life of the process. */
 
-static struct hs_thread *find_handle(pthread_t h) {
+/* The record of the thread with handle h; with ended, only one whose
+ * thread has ended. */
+static struct hs_thread *find_handle(pthread_t h, int ended) {
   for (struct hs_thread *t = threads; t; t = t->next)
-    if (t->handle == h && !reclaimable(t)) return t;
+    if (t->handle == h && !reclaimable(t) && (!ended || !__atomic_load_n(&t->alive, __ATOMIC_ACQUIRE))) return t;
   return NULL;
 }
 
 static void mark(pthread_t h, int joined) {
   hs_lock(&threads_lock);
-  struct hs_thread *t = NULL;
   /* A joined thread has ended, and glibc may already have handed its handle
    * to a thread created since the join returned: the ended one is meant. */
-  if (joined)
-    for (struct hs_thread *u = threads; u && !t; u = u->next)
-      if (u->handle == h && !__atomic_load_n(&u->alive, __ATOMIC_ACQUIRE) && !reclaimable(u)) t = u;
-  if (!t) t = find_handle(h);
+  struct hs_thread *t = joined ? find_handle(h, 1) : NULL;
+  if (!t) t = find_handle(h, 0);
   if (t) {
     int was = reclaimable(t);
     if (joined)
