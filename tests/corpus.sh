@@ -87,6 +87,25 @@ for src in "$CORPUS"/*.c "$CORPUS"/*.cc; do
   done
 done
 
+# Blocks allocated by a library's constructor, which the dynamic linker runs
+# before the agent's: every category, still reachable too, equals valgrind's.
+begin "corpus: a library constructor's blocks are tracked (valgrind parity)"
+lib=$WORK/ctorlib
+mkdir -p "$lib"
+gcc -O2 -g -shared -fPIC -o "$lib/libctorlib.so" "$CORPUS/lib/ctorlib.c" &&
+  gcc -O2 -g -o "$lib/ctormain" "$CORPUS/lib/ctormain.c" -Wl,--no-as-needed -L"$lib" -lctorlib -Wl,-rpath,"$lib" ||
+  fail "does not build"
+T=120 with_timeout valgrind --leak-check=full --log-file="$lib/vg" "$lib/ctormain" >/dev/null 2>&1
+T=120 with_timeout "$HS" run --report="$lib/r.json" -- "$lib/ctormain" >/dev/null 2>&1
+for kind in definitely_lost:definitely indirectly_lost:indirectly possibly_lost:possibly still_reachable:still; do
+  k=${kind%%:*}
+  vk=${kind##*:}
+  [ "$vk" = still ] && vk="still reachable" || vk="$vk lost"
+  expect_eq "$k (bytes blocks) vs valgrind" "$(vg_summary "$lib/vg" "$vk")" \
+    "$(jq -r ".summary.$k.bytes, .summary.$k.blocks" "$lib/r.json" 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
+done
+end
+
 # fork: the child writes its own report with a .<pid> suffix, the parent
 # exactly the --report path.
 begin "fork: parent and child each write a report"

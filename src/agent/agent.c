@@ -108,21 +108,30 @@ static void on_exit_handler(int status, void *arg) {
   hs_report_at_exit(status, sp ? sp : (uintptr_t)__builtin_frame_address(0));
 }
 
-__attribute__((constructor)) static void hs_init(void) {
-  hs_in_agent = 1;
+/* Start-up in two parts. Tracking starts at the process's first allocation
+ * (hs_init_early, from the hooks) or at the constructor, whichever comes
+ * first: the dynamic linker runs the constructors of the program's
+ * libraries before a preloaded library's, and their blocks (libstdc++'s
+ * emergency pool, a C++ library's static objects, apt's configuration tree)
+ * must be in the table, or the program blocks they point to look lost.
+ * The rest (fork handlers, the exit check's registration, the thread-exit
+ * key, the dumper and the endpoint) waits for the constructor: it calls
+ * into glibc code that may hold a lock while it allocates, and the exit
+ * check must be registered where doc/design.md says. */
+static atomic_int init_state; /* 0 not started, 1 running, 2 done (tracking or off) */
+
+static void init_tracking(void) {
   hs_hooks_resolve();
   hs_options_defaults(&hs_opt);
   char err[512];
   if (hs_options_parse(getenv("HEAPSCOPE_OPTIONS"), &hs_opt, err, sizeof err)) {
     hs_dprintf(2, "heapscope: error: %s — the program runs without heapscope\n", err);
     hs_hooks_off();
-    hs_in_agent = 0;
     return;
   }
   my_pid = getpid();
   if (!hs_opt.follow_children && !hs_is_root_process()) {
     hs_hooks_off();
-    hs_in_agent = 0;
     return;
   }
   hs_log_keep();
@@ -132,13 +141,44 @@ __attribute__((constructor)) static void hs_init(void) {
   if (hs_opt.max_frames > HS_MAX_FRAMES) hs_opt.max_frames = HS_MAX_FRAMES;
   hs_fast_unwind = hs_opt.fast_unwind;
   hs_unwind_init();
-  hs_threads_init();
-  pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-  on_exit(on_exit_handler, NULL);
   atomic_store(&hs_active, 1);
   if (hs_sampling) hs_filter_open();
-  hs_profile_start();
-  hs_in_agent = 0;
+}
+
+/* 1 when this call started tracking. Never waits: the thread that runs
+ * init_tracking may be the caller's own, deeper in the stack. */
+HS_COLD int hs_init_early(void) {
+  if (atomic_load_explicit(&init_state, memory_order_relaxed)) return 0;
+  /* Before libc's own initialisation (the dynamic linker allocates then)
+   * the environment is not readable yet: those calls stay untracked. */
+  if (!environ) return 0;
+  int z = 0;
+  if (!atomic_compare_exchange_strong(&init_state, &z, 1)) return 0;
+  int saved = hs_in_agent;
+  hs_in_agent = 1;
+  init_tracking();
+  hs_in_agent = saved;
+  atomic_store(&init_state, 2);
+  return atomic_load(&hs_active);
+}
+
+__attribute__((constructor)) static void hs_init(void) {
+  int saved = hs_in_agent;
+  hs_in_agent = 1;
+  int z = 0;
+  if (atomic_compare_exchange_strong(&init_state, &z, 1)) {
+    init_tracking();
+    atomic_store(&init_state, 2);
+  }
+  /* Another thread, started by an earlier constructor, may be in it. */
+  while (atomic_load(&init_state) != 2) __builtin_ia32_pause();
+  if (atomic_load(&hs_active)) {
+    hs_threads_init();
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    on_exit(on_exit_handler, NULL);
+    hs_profile_start();
+  }
+  hs_in_agent = saved;
 }
 
 /* Expands %p and, in a process other than the one `heapscope run` started,

@@ -258,7 +258,8 @@ static HS_COLD void record_agent(void *p, size_t size) {
 }
 
 static inline void on_alloc(void *p, size_t size) {
-  if (HS_UNLIKELY(p == NULL) || HS_UNLIKELY(!atomic_load_explicit(&hs_active, memory_order_relaxed))) return;
+  if (HS_UNLIKELY(p == NULL)) return;
+  if (HS_UNLIKELY(!atomic_load_explicit(&hs_active, memory_order_relaxed)) && !hs_init_early()) return;
   if (HS_UNLIKELY(hs_in_agent)) {
     record_agent(p, size);
     return;

@@ -310,6 +310,7 @@ void hs_filter_open(void);
 /* The agent is off for good in this process (bad HEAPSCOPE_OPTIONS, or a
  * child that --follow-children=no leaves alone): every hook forwards. */
 void hs_hooks_off(void);
+int hs_init_early(void); /* agent.c: tracking starts at the first allocation */
 void hs_sampler_init(void);
 /* Weight of a sampled block of this size: 1/(1-exp(-size/rate)), as Go. */
 double hs_sample_weight(size_t size);
