@@ -1070,6 +1070,62 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *arg) {
   return 1;
 }
 
+/* libunwind is the agent's (its fallback unwinder, for captures on signal
+ * and fiber stacks): what it keeps in its data and bss are the last stacks
+ * the agent walked, and a stale CFA there pointing into a fiber stack or a
+ * sigaltstack the program allocated made that block, and everything its
+ * dead frames pointed to, look reachable or possibly lost where valgrind
+ * says definitely lost. Never roots, unless the program loaded libunwind
+ * itself (some object other than the agent names it in DT_NEEDED). */
+struct unw_scan {
+  int program_uses;
+  uintptr_t lo[4], hi[4];
+  int n;
+};
+
+static int is_libunwind(const char *name) {
+  const char *b = name ? strrchr(name, '/') : NULL;
+  b = b ? b + 1 : name;
+  return b && !strncmp(b, "libunwind.so", 12);
+}
+
+static int find_unwind_users(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  struct unw_scan *u = arg;
+  if (is_libunwind(info->dlpi_name)) {
+    for (int i = 0; i < info->dlpi_phnum && u->n < 4; i++) {
+      const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+      if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W)) {
+        u->lo[u->n] = info->dlpi_addr + ph->p_vaddr;
+        u->hi[u->n++] = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+      }
+    }
+    return 0;
+  }
+  int self = 0;
+  const ElfW(Dyn) *dyn = NULL;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+    if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && a <= hs_self_text_start && hs_self_text_start < a + ph->p_memsz)
+      self = 1;
+    if (ph->p_type == PT_DYNAMIC) dyn = (const ElfW(Dyn) *)a;
+  }
+  /* The vDSO's dynamic section is not relocated; it needs nothing anyway. */
+  if (self || !dyn || !info->dlpi_name || !strncmp(info->dlpi_name, "linux-vdso", 10)) return 0;
+  const char *strtab = NULL;
+  for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++)
+    if (d->d_tag == DT_STRTAB) {
+      uintptr_t p = d->d_un.d_ptr;
+      /* glibc relocates the entry in place on x86-64; not where .dynamic is read-only */
+      strtab = (const char *)(p < info->dlpi_addr ? p + info->dlpi_addr : p);
+    }
+  if (!strtab) return 0;
+  for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++)
+    if (d->d_tag == DT_NEEDED && is_libunwind(strtab + d->d_un.d_val)) u->program_uses = 1;
+  return 0;
+}
+
 __attribute__((noinline)) static int self_test(void) {
   uintptr_t a[HS_MAX_FRAMES], b[HS_MAX_FRAMES];
   unsigned m = slow_unwind(b, HS_MAX_FRAMES);
@@ -1087,6 +1143,10 @@ __attribute__((noinline)) static int self_test(void) {
 void hs_unwind_init(void) {
   dl_iterate_phdr(find_self, (void *)(uintptr_t)&hs_unwind_init);
   dl_iterate_phdr(find_libc, NULL);
+  struct unw_scan us_scan = {0};
+  dl_iterate_phdr(find_unwind_users, &us_scan);
+  if (!us_scan.program_uses)
+    for (int i = 0; i < us_scan.n; i++) hs_register_own_range(us_scan.lo[i], us_scan.hi[i]);
   if (hs_fast_unwind) {
     atomic_store(&cache, rules_new(1u << RULES_MIN_BITS));
     selftest_pending = atomic_load(&cache) != NULL;
