@@ -124,4 +124,18 @@ expect_eq "threads reported" 0 "$(jq '.threads | length' "$WORK/joins.json")"
 expect_eq "no thread summary" "" "$(grep 'THREAD SUMMARY' "$WORK/joins.err")"
 end
 
+# A thread that blocks every signal during a check and unblocks them after
+# (tests/progs/sigblocked.c): the stop signal is not sent to it, so none is
+# left pending to kill the program once the default disposition is back.
+begin "a thread that blocks signals during the check is not killed after it"
+gcc -O1 -g -pthread -o "$WORK/sigblocked" "$ROOT/tests/progs/sigblocked.c"
+for mode in "" "--leak-check=full"; do
+  out=$(T=30 with_timeout "$HS" run $mode -- "$WORK/sigblocked" 2>"$WORK/sigblocked.err")
+  rc=$?
+  expect_eq "exit status $mode" 7 "$rc"
+  expect_eq "output $mode" "alive 1" "$out"
+done
+expect_match "the check says the thread was scanned whole" "did not stop" "$(cat "$WORK/sigblocked.err")"
+end
+
 echo "SUITE $PASS $FAIL"

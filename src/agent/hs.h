@@ -351,6 +351,7 @@ struct hs_thread *hs_threads_list(void);
 struct hs_stopped {
   pid_t tid;
   int stopped;              /* handler ran and saved registers */
+  int signalled;            /* sent the stop signal (a thread that blocks it is not) */
   uintptr_t sp;
   uintptr_t regs[HS_NGREGS];
 };

@@ -65,6 +65,19 @@ static int is_zombie(pid_t tid) {
   return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
 }
 
+/* Whether the thread has sig blocked (SigBlk of its status): sent then, the
+ * signal would stay pending, and reach the thread whenever it unblocks it,
+ * maybe after the agent has put the program's disposition back (for a
+ * real-time signal the default kills the process). */
+static int blocks_signal(pid_t tid, int sig) {
+  char buf[2048];
+  if (read_task_file(tid, "status", buf, sizeof buf) <= 0) return 0;
+  const char *p = strstr(buf, "\nSigBlk:");
+  if (!p) return 0;
+  unsigned long long mask = strtoull(p + 8, NULL, 16);
+  return sig >= 1 && sig <= 64 && ((mask >> (sig - 1)) & 1);
+}
+
 /* The thread's name (16 bytes with the NUL), from comm. */
 static void read_comm(pid_t tid, char *out) {
   ssize_t n = read_task_file(tid, "comm", out, 16);
@@ -571,11 +584,16 @@ size_t hs_threads_snapshot(struct hs_report_thread **out, int include_main, uint
     }
   }
   int all = 1;
-  for (size_t i = 0; i < n && i < 4096; i++)
-    if (r[i].state != 'X' && !atomic_load(&dump_done[i])) syscall(SYS_tgkill, pid, r[i].tid, DUMP_SIGNAL);
+  /* A thread that blocks the signal gets no current stack: sent, the
+   * signal would only make us wait 200 ms and stay pending. */
+  static unsigned char sent[4096]; /* under dump_lock */
+  for (size_t i = 0; i < n && i < 4096; i++) {
+    sent[i] = r[i].state != 'X' && !atomic_load(&dump_done[i]) && !blocks_signal(r[i].tid, DUMP_SIGNAL);
+    if (sent[i]) syscall(SYS_tgkill, pid, r[i].tid, DUMP_SIGNAL);
+  }
   uint64_t deadline = hs_now_ns() + 200000000ull;
   for (size_t i = 0; i < n && i < 4096; i++) {
-    if (r[i].state == 'X') continue;
+    if (!sent[i]) continue;
     while (!atomic_load(&dump_done[i])) {
       uint64_t t = hs_now_ns();
       if (t >= deadline) break;
@@ -633,6 +651,8 @@ static struct hs_stopped *stopped;
 static size_t nstopped, capstopped;
 static atomic_int resume_word;
 static atomic_int in_handler;
+static atomic_int stopping;   /* a check is stopping or holding the threads */
+static int handler_kept;      /* our handler stays: a signal may still be pending */
 
 static long futex(atomic_int *w, int op, int val, const struct timespec *ts) {
   return syscall(SYS_futex, w, op, val, ts, NULL, 0);
@@ -643,6 +663,13 @@ static void stop_handler(int sig, siginfo_t *si, void *uc_) {
   (void)si;
   int saved = errno;
   atomic_fetch_add(&in_handler, 1);
+  /* A late signal, sent to a thread that had it blocked until after the
+   * check: nothing to do (stopped[] may be another check's by now). */
+  if (!atomic_load(&stopping)) {
+    atomic_fetch_sub(&in_handler, 1);
+    errno = saved;
+    return;
+  }
   pid_t me = gettid_raw();
   ucontext_t *uc = uc_;
   for (size_t i = 0; i < nstopped; i++)
@@ -704,7 +731,9 @@ size_t hs_stop_world(struct hs_stopped **out) {
   sa.sa_sigaction = stop_handler;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   sigfillset(&sa.sa_mask);
-  sigaction(STOP_SIGNAL, &sa, &old_action);
+  atomic_store(&stopping, 1);
+  /* (Once kept, old_action stays the program's disposition from before.) */
+  sigaction(STOP_SIGNAL, &sa, handler_kept ? NULL : &old_action);
 
   /* Threads may be created while we work: list again until nothing new. */
   for (int round = 0; round < 4; round++) {
@@ -717,16 +746,21 @@ size_t hs_stop_world(struct hs_stopped **out) {
       if (known || nstopped >= capstopped || is_zombie(tids[i])) continue;
       stopped[nstopped].tid = tids[i];
       stopped[nstopped].stopped = 0;
+      stopped[nstopped].signalled = 0;
       atomic_thread_fence(memory_order_seq_cst);
       nstopped++;
       added++;
+      /* A thread that blocks the signal would not stop anyway: it is
+       * scanned whole, without waiting 200 ms a round for it. */
+      if (blocks_signal(tids[i], STOP_SIGNAL)) continue;
+      stopped[nstopped - 1].signalled = 1;
       syscall(SYS_tgkill, pid, tids[i], STOP_SIGNAL);
     }
     /* Wait for each thread to park, 200 ms at most in all per round. */
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (size_t j = 0; j < nstopped; j++) {
-      while (!__atomic_load_n(&stopped[j].stopped, __ATOMIC_ACQUIRE)) {
+      while (stopped[j].signalled && !__atomic_load_n(&stopped[j].stopped, __ATOMIC_ACQUIRE)) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
@@ -743,6 +777,12 @@ size_t hs_stop_world(struct hs_stopped **out) {
 }
 
 void hs_resume_world(void) {
+  /* A thread signalled that did not stop blocked the signal after it was
+   * sent: it is still pending there. */
+  int pending = 0;
+  for (size_t i = 0; i < nstopped; i++)
+    if (stopped[i].signalled && !__atomic_load_n(&stopped[i].stopped, __ATOMIC_ACQUIRE)) pending = 1;
+  atomic_store(&stopping, 0);
   atomic_store(&resume_word, 1);
   futex(&resume_word, FUTEX_WAKE, 0x7fffffff, NULL);
   /* Let handlers leave before the old disposition comes back, so that a
@@ -751,7 +791,13 @@ void hs_resume_world(void) {
     struct timespec ts = {0, 1000000};
     nanosleep(&ts, NULL);
   }
-  sigaction(STOP_SIGNAL, &old_action, NULL);
+  /* With a signal still pending, our handler stays (it finds no check and
+   * returns): the default action of a real-time signal ends the process,
+   * whenever that thread unblocks it. */
+  if (pending)
+    handler_kept = 1;
+  else if (!handler_kept)
+    sigaction(STOP_SIGNAL, &old_action, NULL);
 }
 
 /* Whether this thread runs a signal handler: some frame above the stack
