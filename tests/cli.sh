@@ -234,4 +234,15 @@ expect_match "warning" 'warning: .*/st runs without heapscope: it is statically 
 expect_eq "no warning for a dynamic one" "" "$(grep warning "$WORK/st.err")"
 end
 
+# errno is the program's: an allocation that succeeds leaves it as it was,
+# the first one of the process and of each thread included (they start the
+# agent's tracking and the thread's unwinder state).
+begin "errno is kept across allocator calls that succeed, both modes"
+gcc -O1 -g -pthread -o "$WORK/errno_kept" "$ROOT/tests/progs/errno_kept.c" -ldl
+expect_eq "alone" "errno changes: 0" "$("$WORK/errno_kept" 2>&1)"
+for mode in "" "--mode=sample --sample-rate=1k"; do
+  expect_eq "under heapscope $mode" "errno changes: 0" "$(T=60 with_timeout "$HS" run --leak-check=no $mode -- "$WORK/errno_kept" 2>&1 | grep -v '^==')"
+done
+end
+
 echo "SUITE $PASS $FAIL"

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #define UNW_LOCAL_ONLY
 #include <dlfcn.h>
+#include <errno.h>
 #include <libunwind.h>
 #include <limits.h>
 #include <pthread.h>
@@ -154,10 +155,11 @@ HS_COLD int hs_init_early(void) {
   if (!environ) return 0;
   int z = 0;
   if (!atomic_compare_exchange_strong(&init_state, &z, 1)) return 0;
-  int saved = hs_in_agent;
+  int saved = hs_in_agent, saved_errno = errno;
   hs_in_agent = 1;
   init_tracking();
   hs_in_agent = saved;
+  errno = saved_errno;
   atomic_store(&init_state, 2);
   return atomic_load(&hs_active);
 }

@@ -213,7 +213,13 @@ static void note_arena_heap(uintptr_t p) {
   }
 }
 
+/* The recording keeps errno: a call that succeeds leaves it as it was
+ * (glibc's free promises it, and programs test errno after readdir and the
+ * like, which allocate). A capture may set it on its way: the first one of
+ * a thread finds its stack's bounds, a rule miss reads CFI with libdw, the
+ * libunwind fallback probes addresses. */
 static HS_COLD void record(void *p, size_t size) {
+  int saved_errno = errno;
   hs_in_agent = 1;
   hs_table_prefetch((uintptr_t)p);
   uint32_t id = hs_stack_capture((unsigned)hs_opt.max_frames);
@@ -222,11 +228,13 @@ static HS_COLD void record(void *p, size_t size) {
   if (real_is_glibc) note_arena_heap((uintptr_t)p);
   account((long)size, 1, 1);
   hs_in_agent = 0;
+  errno = saved_errno;
 }
 
 /* Sample mode's slow path: this allocation crossed a sample point. */
 static HS_TLS int sampler_ready;
 static HS_COLD void record_sample(void *p, size_t size) {
+  int saved_errno = errno;
   hs_in_agent = 1;
   if (HS_UNLIKELY(!sampler_ready)) {
     /* A thread's first countdown is drawn at its first allocation. */
@@ -234,6 +242,7 @@ static HS_COLD void record_sample(void *p, size_t size) {
     hs_until_sample = hs_next_sample_interval() - (long)size;
     if (hs_until_sample > 0) {
       hs_in_agent = 0;
+      errno = saved_errno;
       return;
     }
   }
@@ -246,6 +255,7 @@ static HS_COLD void record_sample(void *p, size_t size) {
     hs_filter_add((uintptr_t)p);
   }
   hs_in_agent = 0;
+  errno = saved_errno;
 }
 
 /* Memory the agent's own work allocates (libdw, dlopen, the report library)
