@@ -75,7 +75,7 @@ verify_unwind() { # NAME STDIN CMD...
   in=$2
   shift 2
   begin "stack reuse equals a fresh walk: $name"
-  (cd "$D" && HEAPSCOPE_OPTIONS=${HEAPSCOPE_MAXF:-}verify_unwind=1 T=120 with_timeout "$HS" run --leak-check=no -- "$@" <"$in" \
+  (cd "$D" && HEAPSCOPE_OPTIONS=${HEAPSCOPE_MAXF:-}verify_unwind=${VERIFY_LEVEL:-1} T=120 with_timeout "$HS" run --leak-check=no -- "$@" <"$in" \
     >/dev/null 2>"$D/$name.verify") || fail "exit status $?"
   lines=$(grep -c 'verify_unwind: ' "$D/$name.verify")
   [ "$lines" -ge 1 ] || fail "no verify_unwind summary: $(head -c 300 "$D/$name.verify")"
@@ -148,6 +148,12 @@ gcc -O2 -g -shared -fPIC -DLIB_A -o "$D/libdlswap_a.so" "$ROOT/tests/progs/dlswa
 gcc -O2 -g -shared -fPIC -DLIB_B -o "$D/libdlswap_b.so" "$ROOT/tests/progs/dlswap.c"
 gcc -O2 -g -o "$D/dlswap" "$ROOT/tests/progs/dlswap.c" -ldl
 verify_unwind dlopen-dlclose /dev/null "$D/dlswap" "$D/libdlswap_a.so" "$D/libdlswap_b.so"
+# the same code with other frame sizes, loaded in turn at the same address:
+# a rule kept for the unloaded library is wrong at the very same return
+# addresses, and only a walk with no cached rule at all tells (level 2)
+gcc -O2 -g -shared -fPIC -DFRAME=200 -o "$D/libdlswap_f1.so" "$ROOT/tests/progs/dlswap.c"
+gcc -O2 -g -shared -fPIC -DFRAME=400 -o "$D/libdlswap_f2.so" "$ROOT/tests/progs/dlswap.c"
+VERIFY_LEVEL=2 verify_unwind dlopen-dlclose-same-code /dev/null "$D/dlswap" "$D/libdlswap_f1.so" "$D/libdlswap_f2.so"
 begin "dlclose: no mapping of an unloaded library stays behind"
 out=$(T=60 with_timeout "$HS" run --leak-check=no -- "$D/dlswap" "$D/libdlswap_a.so" "$D/libdlswap_b.so" 2>/dev/null)
 expect_eq "status" 0 "$?"

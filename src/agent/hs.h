@@ -45,7 +45,7 @@
   X(default_suppressions, BOOL, 1, "suppress runtime-internal blocks")         \
   X(quiet, BOOL, 0, "print nothing unless leaks are found")                    \
   X(fast_unwind, BOOL, 1, "cached .eh_frame unwinder (else libunwind only)")  \
-  X(verify_unwind, BOOL, 0, "check every reused stack against a fresh walk (tests)") \
+  X(verify_unwind, INT, 0, "check every capture: 1 against a walk without reuse, 2 against libunwind (tests)") \
   X(check_timing, BOOL, 0, "print how long the leak check took, by phase (benchmarks)") \
   X(output, STR, NULL, "directory for profiles written at exit")              \
   X(http, STR, NULL, "serve /debug/pprof/ on ADDR:PORT")                      \

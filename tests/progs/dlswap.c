@@ -16,6 +16,31 @@ void *lib_alloc(int n) {
   __asm__ volatile("" : : "r"(p) : "memory");
   return p;
 }
+#elif defined(FRAME)
+/* Built twice with different FRAME sizes (both above 127 bytes: the same
+ * instruction lengths): the same code at the same offsets, only the frame
+ * sizes differ. Loaded in turn at the same address, a rule cached for the
+ * first library's return addresses is wrong for the second's, at the very
+ * same addresses. */
+__attribute__((noinline)) static void *inner_f(int n) {
+  volatile char pad[FRAME];
+  pad[0] = (char)n;
+  void *p = malloc((size_t)n + (size_t)(pad[0] & 0));
+  __asm__ volatile("" : : "r"(p) : "memory");
+  return p;
+}
+__attribute__((noinline)) static void *middle_f(int n) {
+  volatile char pad[FRAME * 2];
+  pad[0] = (char)n;
+  void *p = inner_f(n + (pad[0] & 0));
+  __asm__ volatile("" : : "r"(p) : "memory");
+  return p;
+}
+void *lib_alloc(int n) {
+  void *p = middle_f(n);
+  __asm__ volatile("" : : "r"(p) : "memory");
+  return p;
+}
 #elif defined(LIB_B)
 /* different code and frame sizes at the same offsets */
 __attribute__((noinline)) static void *inner_b(int n, int m) {
