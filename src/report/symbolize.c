@@ -9,6 +9,9 @@
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
+#include <link.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +69,46 @@ static const Dwfl_Callbacks callbacks = {
     .find_debuginfo = find_debuginfo,
 };
 
+/* The own process's symbolizer is kept between uses while no library was
+ * loaded or unloaded (dl_iterate_phdr's counters): opening one reads the
+ * debug information again (libc's alone is several MB to inflate), 130 ms a
+ * thread check or a goroutine scrape here, where a kept one answers from
+ * its cache. One user at a time; a second one meanwhile gets its own. */
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hs_symbolizer *kept;
+static pid_t kept_pid;
+static unsigned long long kept_adds, kept_subs;
+
+static int load_counters(struct dl_phdr_info *info, size_t size, void *arg) {
+  unsigned long long *c = arg;
+  if (size < offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) return 1;
+  c[0] = info->dlpi_adds;
+  c[1] = info->dlpi_subs;
+  return 1;
+}
+
+static struct hs_symbolizer *open_new(pid_t pid);
+
 struct hs_symbolizer *hs_sym_open_pid(pid_t pid) {
+  if (pid != getpid() || pthread_mutex_trylock(&kept_lock)) return open_new(pid);
+  unsigned long long c[2] = {0, 0};
+  dl_iterate_phdr(load_counters, c);
+  if (kept && (kept_pid != pid || kept_adds != c[0] || kept_subs != c[1])) {
+    struct hs_symbolizer *old = kept;
+    kept = NULL;
+    hs_sym_close(old);
+  }
+  if (!kept) {
+    kept = open_new(pid);
+    kept_pid = pid;
+    kept_adds = c[0];
+    kept_subs = c[1];
+  }
+  if (!kept) pthread_mutex_unlock(&kept_lock);
+  return kept;
+}
+
+static struct hs_symbolizer *open_new(pid_t pid) {
   struct hs_symbolizer *s = calloc(1, sizeof *s);
   if (!s) return NULL;
   s->dwfl = dwfl_begin(&callbacks);
@@ -91,6 +133,10 @@ struct hs_symbolizer *hs_sym_open_pid(pid_t pid) {
 
 void hs_sym_close(struct hs_symbolizer *s) {
   if (!s) return;
+  if (s == kept) { /* kept for the next user */
+    pthread_mutex_unlock(&kept_lock);
+    return;
+  }
   for (size_t i = 0; i < s->cap; i++)
     if (s->cache[i].frames) {
       for (int j = 0; j < s->cache[i].n; j++) {
