@@ -138,4 +138,18 @@ done
 expect_match "the check says the thread was scanned whole" "did not stop" "$(cat "$WORK/sigblocked.err")"
 end
 
+# Thread dumps while threads dlopen and dlclose (tests/progs/dumprace.c): the
+# dump's handler must take no lock (it used to unwind with libunwind, which
+# waits for the dynamic linker's lock; with 100 dumps 3 runs in 4 hung).
+begin "thread dumps while threads load and unload libraries: no hang"
+gcc -O1 -g -pthread -o "$WORK/dumprace" "$ROOT/tests/progs/dumprace.c" -ldl
+for mode in "" "--mode=sample"; do
+  for i in 1 2; do
+    out=$(T=60 with_timeout "$HS" run --leak-check=no $mode -- "$WORK/dumprace" 40 2>/dev/null)
+    rc=$?
+    [ "$rc" = 3 ] && [ "$out" = done ] || fail "run $i $mode: status $rc, output '$out'"
+  done
+done
+end
+
 echo "SUITE $PASS $FAIL"

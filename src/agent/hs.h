@@ -181,7 +181,8 @@ void hs_unwind_verify_summary(void);
 void hs_unwind_thread_exit(void); /* the thread's unwinder state goes to the next thread */
 void hs_unwind_init(void);
 void hs_unwind_flush(void);
-unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, uintptr_t *frames, unsigned max);
+unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, int bp_known, uintptr_t bp, const void *copy,
+                          size_t len, uintptr_t *frames, unsigned max);
 extern int hs_fast_unwind; /* option fast_unwind: the cached CFI walk */
 extern uintptr_t hs_self_text_start, hs_self_text_end;
 extern uintptr_t hs_libc_data_lo, hs_libc_data_hi;

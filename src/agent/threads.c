@@ -3,10 +3,8 @@
  * the leak check: each other thread is sent a signal whose handler saves its
  * registers and waits on a futex until released. */
 #define _GNU_SOURCE
-#define UNW_LOCAL_ONLY
 #include <dirent.h>
 #include <dlfcn.h>
-#include <libunwind.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -378,16 +376,24 @@ void hs_threads_after_fork_child(void) {
 }
 
 /* ---- live stacks ------------------------------------------------------------
- * Each thread is sent DUMP_SIGNAL; its handler unwinds its own stack with
- * unw_backtrace (async-signal-safe for local unwinding), dropping the
- * handler's frames and the signal trampoline, and posts a futex. Threads that
- * block the signal are reported without a current stack. */
+ * A thread blocked in a system call is unwound from the pc and sp that
+ * /proc shows, without a signal. A running one is sent DUMP_SIGNAL; its
+ * handler only copies its registers and the top of its stack (memcpy, no
+ * lock) and posts a futex, and the dumping thread unwinds the copy. The
+ * handler used to call unw_backtrace, which takes libunwind's lock and the
+ * dynamic linker's (dl_iterate_phdr): a thread interrupted inside dlopen or
+ * dlclose held the latter, so its own handler, the other handlers and the
+ * exit report all waited for each other (2 runs in 30 of a program whose
+ * threads dlopen while it exits hung; the goroutine endpoint could hang a
+ * server the same way). Threads that block the signal are reported without
+ * a current stack. */
 
 #define DUMP_SIGNAL (SIGRTMAX - 3)
+#define DUMP_STACK_BYTES (128u << 10) /* of a running thread's stack, from its sp up */
 
 /* The agent's own frames below a thread's start routine (the start wrapper,
  * which for a C11 thread cannot tail-call) are not the program's: dropped
- * but for the innermost frame. Async-signal-safe. */
+ * but for the innermost frame. */
 static unsigned drop_agent_frames(uintptr_t *f, unsigned n) {
   unsigned o = n ? 1 : 0;
   for (unsigned i = 1; i < n; i++)
@@ -396,6 +402,13 @@ static unsigned drop_agent_frames(uintptr_t *f, unsigned n) {
 }
 static struct hs_report_thread *dump_out;
 static size_t dump_n;
+/* What a handler leaves for the dumping thread, one per thread signalled. */
+struct dump_copy {
+  uintptr_t pc, sp, bp, lo, hi; /* lo, hi: the thread's stack, set before the signal */
+  size_t len;
+  unsigned char *bytes; /* DUMP_STACK_BYTES, mapped before the signal */
+};
+static struct dump_copy *dump_copies;
 
 static long futex_op(atomic_int *w, int op, int val, const struct timespec *ts) {
   return syscall(SYS_futex, w, op, val, ts, NULL, 0);
@@ -403,33 +416,34 @@ static long futex_op(atomic_int *w, int op, int val, const struct timespec *ts) 
 
 static atomic_int dump_done[4096];
 
+static atomic_int dump_active, dump_in_handler;
+
 static void dump_handler(int sig, siginfo_t *si, void *uc_) {
   (void)sig;
   (void)si;
   int saved = errno;
+  atomic_fetch_add(&dump_in_handler, 1);
   pid_t me = gettid_raw();
   ucontext_t *uc = uc_;
-  uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
-  for (size_t i = 0; i < dump_n && i < 4096; i++) {
+  /* A late signal (the dump gave up on this thread) finds no dump. */
+  for (size_t i = 0; atomic_load(&dump_active) && i < dump_n && i < 4096; i++) {
     if (dump_out[i].tid != me) continue;
-    void *buf[HS_THREAD_FRAMES + 16];
-    int n = unw_backtrace(buf, HS_THREAD_FRAMES + 16);
-    /* frames up to the interrupted pc belong to the handler and the
-     * kernel's trampoline */
-    int k = 0;
-    while (k < n && (uintptr_t)buf[k] != pc) k++;
-    unsigned o = 0;
-    if (k < n) {
-      /* the interrupted pc is not a return address: store pc + 1 so that
-       * every frame reads as one (symbolizers look up address - 1) */
-      dump_out[i].current[o++] = pc + 1;
-      for (k++; k < n && o < HS_THREAD_FRAMES; k++) dump_out[i].current[o++] = (uintptr_t)buf[k];
+    struct dump_copy *c = &dump_copies[i];
+    c->pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+    c->sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+    c->bp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
+    c->len = 0;
+    /* Only from the thread's own stack (not a fiber's or a signal stack's,
+     * whose bounds are unknown here). */
+    if (c->bytes && c->sp >= c->lo && c->sp < c->hi) {
+      c->len = c->hi - c->sp < DUMP_STACK_BYTES ? c->hi - c->sp : DUMP_STACK_BYTES;
+      memcpy(c->bytes, (const void *)c->sp, c->len);
     }
-    dump_out[i].ncurrent = drop_agent_frames(dump_out[i].current, o);
     atomic_store(&dump_done[i], 1);
     futex_op(&dump_done[i], FUTEX_WAKE, 1, NULL);
     break;
   }
+  atomic_fetch_sub(&dump_in_handler, 1);
   errno = saved;
 }
 
@@ -525,6 +539,11 @@ size_t hs_threads_snapshot(struct hs_report_thread **out, int include_main, uint
   }
   size_t n = 0;
   uint64_t now = hs_now_ns();
+  struct dump_copy *copies = r ? hs_mmap(cap * sizeof *copies) : NULL;
+  if (!copies && r) {
+    hs_munmap(r - 1, (cap + 1) * sizeof *r);
+    r = NULL;
+  }
   for (struct hs_thread *t = threads; r && t && n < cap; t = t->next) {
     if (t->seq <= since_seq) continue;
     int alive = __atomic_load_n(&t->alive, __ATOMIC_ACQUIRE);
@@ -536,6 +555,8 @@ size_t hs_threads_snapshot(struct hs_report_thread **out, int include_main, uint
     x->detached = t->detached;
     x->exited_unjoined = !alive;
     x->stack_bytes = t->stack_hi - t->stack_lo;
+    copies[n - 1].lo = t->stack_lo;
+    copies[n - 1].hi = t->stack_hi;
     x->start_routine = t->start_routine;
     x->created = hs_depot_get(t->create_stack, &x->ncreated);
     if (!x->created) x->ncreated = 0;
@@ -553,6 +574,10 @@ size_t hs_threads_snapshot(struct hs_report_thread **out, int include_main, uint
     memset(x, 0, sizeof *x);
     x->tid = pid;
     read_comm(pid, x->name);
+    /* the main thread's stack: the mapping that holds the start-up frames */
+    extern void *__libc_stack_end;
+    copies[n - 1].lo = 0;
+    copies[n - 1].hi = mapping_end((uintptr_t)__libc_stack_end);
   }
   hs_unlock(&threads_lock);
   if (!r) {
@@ -567,8 +592,10 @@ size_t hs_threads_snapshot(struct hs_report_thread **out, int include_main, uint
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   sigfillset(&sa.sa_mask);
   dump_out = r;
+  dump_copies = copies;
   dump_n = n;
   for (size_t i = 0; i < n && i < 4096; i++) atomic_store(&dump_done[i], 0);
+  atomic_store(&dump_active, 1);
   sigaction(DUMP_SIGNAL, &sa, &old);
   /* Threads blocked in a system call are unwound from the pc and sp the
    * kernel shows: a signal would interrupt their call (sleep returns early,
@@ -579,7 +606,8 @@ size_t hs_threads_snapshot(struct hs_report_thread **out, int include_main, uint
     proc_state(&r[i], &pc, &sp);
     uintptr_t hi = sp ? mapping_end(sp) : 0;
     if (r[i].syscall >= 0 && pc && hi) {
-      r[i].ncurrent = drop_agent_frames(r[i].current, hs_unwind_remote(pc, sp, hi, r[i].current, HS_THREAD_FRAMES));
+      r[i].ncurrent =
+          drop_agent_frames(r[i].current, hs_unwind_remote(pc, sp, hi, 0, 0, NULL, 0, r[i].current, HS_THREAD_FRAMES));
       atomic_store(&dump_done[i], 1);
     }
   }
@@ -589,7 +617,9 @@ size_t hs_threads_snapshot(struct hs_report_thread **out, int include_main, uint
   static unsigned char sent[4096]; /* under dump_lock */
   for (size_t i = 0; i < n && i < 4096; i++) {
     sent[i] = r[i].state != 'X' && !atomic_load(&dump_done[i]) && !blocks_signal(r[i].tid, DUMP_SIGNAL);
-    if (sent[i]) syscall(SYS_tgkill, pid, r[i].tid, DUMP_SIGNAL);
+    if (!sent[i]) continue;
+    copies[i].bytes = hs_mmap(DUMP_STACK_BYTES); /* NULL: the pc alone */
+    syscall(SYS_tgkill, pid, r[i].tid, DUMP_SIGNAL);
   }
   uint64_t deadline = hs_now_ns() + 200000000ull;
   for (size_t i = 0; i < n && i < 4096; i++) {
@@ -604,8 +634,28 @@ size_t hs_threads_snapshot(struct hs_report_thread **out, int include_main, uint
   }
   /* A thread that blocks the signal gets it later: keep our handler (it
    * finds nothing to do) rather than let the default action kill it. */
+  atomic_store(&dump_active, 0);
+  for (int k = 0; k < 1000 && atomic_load(&dump_in_handler); k++) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
   if (all) sigaction(DUMP_SIGNAL, &old, NULL);
   dump_n = 0;
+  /* The copies, unwound here with the rules of the whole cache (a miss
+   * computes one: no handler is waiting on it). */
+  for (size_t i = 0; i < n && i < 4096; i++) {
+    if (!sent[i]) continue;
+    struct dump_copy *c = &copies[i];
+    if (atomic_load(&dump_done[i]) && c->pc) {
+      unsigned k = c->len ? hs_unwind_remote(c->pc, c->sp, c->sp + c->len, 1, c->bp, c->bytes, c->len, r[i].current,
+                                             HS_THREAD_FRAMES)
+                          : 0;
+      if (!k) r[i].current[k++] = c->pc + 1;
+      r[i].ncurrent = drop_agent_frames(r[i].current, k);
+    }
+    if (c->bytes && !atomic_load(&dump_in_handler)) hs_munmap(c->bytes, DUMP_STACK_BYTES);
+  }
+  if (!atomic_load(&dump_in_handler)) hs_munmap(copies, cap * sizeof *copies);
   for (size_t i = 0; i < n; i++)
     if (r[i].state != 'X' && r[i].syscall < 0) {
       uintptr_t pc, sp;

@@ -961,15 +961,20 @@ fail:
   return -1;
 }
 
-/* Unwinds another thread, blocked in a system call, from the pc and sp
- * /proc/self/task/TID/syscall shows: no signal, so its syscall is never
- * interrupted. rbp is unknown until a frame's rule restores it from the
- * stack; a frame that needs it before that ends the walk. Every read stays
- * in [sp, hi). frames[0] is pc + 1 (pc is not a return address). */
-unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, uintptr_t *frames, unsigned max) {
+/* Unwinds another thread from a pc, sp and maybe rbp: one blocked in a
+ * system call, from what /proc/self/task/TID/syscall shows (no signal, so
+ * its call is never interrupted; rbp unknown), or one that was running,
+ * from the registers and the copy of its stack that its signal handler
+ * took (copy: the bytes of [sp, sp + len)). Reads stay in [sp, hi), and in
+ * the copy when there is one; a frame that needs an unknown rbp ends the
+ * walk. frames[0] is pc + 1 (pc is not a return address). Rules missing
+ * from the cache are computed here, in the caller's context. */
+unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, int bp_known, uintptr_t bp, const void *copy,
+                          size_t len, uintptr_t *frames, unsigned max) {
   if (!cache || !max || sp >= hi) return 0;
-  uintptr_t bp = 0;
-  int bp_known = 0;
+  const uintptr_t base = sp;
+  if (copy && hi - base > len) hi = base + len;
+#define LOAD(a) (copy ? *(const uintptr_t *)((const char *)copy + ((a) - base)) : *(const uintptr_t *)(a))
   unsigned out = 0;
   frames[out++] = pc + 1;
   uintptr_t lookup = pc;
@@ -978,19 +983,20 @@ unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, uintptr_t *f
     if (!(r & R_VALID) || (r & R_END)) break;
     if ((r & R_BASE_RBP) && !bp_known) break;
     uintptr_t cfa = ((r & R_BASE_RBP) ? bp : sp) + (uintptr_t)(int64_t)(int32_t)(uint32_t)r;
-    if (cfa <= sp || cfa > hi) break;
+    if (cfa <= sp || cfa > hi || cfa - 8 < base) break;
     if (!(r & R_RBP_SAME)) {
       uintptr_t at = cfa + (uintptr_t)(int64_t)(int16_t)(uint16_t)(r >> 40);
-      if (at < sp || at + 8 > hi) break;
-      bp = *(const uintptr_t *)at;
+      if (at < base || at + 8 > hi) break;
+      bp = LOAD(at);
       bp_known = 1;
     }
-    uintptr_t ra = *(const uintptr_t *)(cfa - 8);
+    uintptr_t ra = LOAD(cfa - 8);
     sp = cfa;
     if (!ra) break;
     frames[out++] = ra;
     lookup = ra - 1;
   }
+#undef LOAD
   return out;
 }
 
