@@ -152,4 +152,20 @@ for mode in "" "--mode=sample"; do
 done
 end
 
+# Threads cancelled while the agent reads a new library's unwind tables
+# (tests/progs/cancel.c): the agent's work runs with cancellation off.
+begin "threads cancelled inside the agent's work: no lock is left held"
+gcc -O2 -g -shared -fPIC -DFRAME=200 -o "$WORK/libcancel1.so" "$ROOT/tests/progs/dlswap.c"
+gcc -O2 -g -shared -fPIC -DFRAME=400 -o "$WORK/libcancel2.so" "$ROOT/tests/progs/dlswap.c"
+gcc -O1 -g -pthread -o "$WORK/cancel" "$ROOT/tests/progs/cancel.c" -ldl
+expect_eq "alone" done "$(T=60 with_timeout "$WORK/cancel" "$WORK/libcancel1.so" "$WORK/libcancel2.so")"
+for mode in "" "--mode=sample --sample-rate=1k"; do
+  for i in 1 2; do
+    out=$(T=60 with_timeout "$HS" run --leak-check=no $mode -- "$WORK/cancel" "$WORK/libcancel1.so" "$WORK/libcancel2.so" 2>/dev/null)
+    rc=$?
+    [ "$rc" = 0 ] && [ "$out" = done ] || fail "run $i $mode: status $rc, output '$out'"
+  done
+done
+end
+
 echo "SUITE $PASS $FAIL"

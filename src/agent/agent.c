@@ -310,7 +310,7 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
   return out.shown_blocks ? out.shown_bytes : 0;
 }
 
-void hs_report_at_exit(int status, uintptr_t sp) {
+static void hs_report_at_exit_cancel_off(int status, uintptr_t sp) {
   if (!atomic_load(&hs_active) || getpid() != my_pid) return; /* vfork child: not ours */
   exit_begin();
   if (atomic_exchange(&reported, 1)) return;
@@ -326,6 +326,12 @@ void hs_report_at_exit(int status, uintptr_t sp) {
   hs_in_agent = 0;
 }
 
+void hs_report_at_exit(int status, uintptr_t sp) {
+  int cs = hs_cancel_off();
+  hs_report_at_exit_cancel_off(status, sp);
+  hs_cancel_restore(cs);
+}
+
 /* ---- the public API (include/heapscope.h) ------------------------------- */
 
 HS_EXPORT int __heapscope_active(void) { return atomic_load(&hs_active); }
@@ -336,9 +342,11 @@ HS_EXPORT int __heapscope_active(void) { return atomic_load(&hs_active); }
 HS_SAVE_REGS_ENTRY(__heapscope_leak_check, hs_api_leak_check)
 __attribute__((used)) int hs_api_leak_check(uintptr_t sp) {
   if (!atomic_load(&hs_active) || hs_in_agent) return -1;
+  int cs = hs_cancel_off();
   hs_in_agent = 1;
   uint64_t shown = check_and_report(0, sp, 0);
   hs_in_agent = 0;
+  hs_cancel_restore(cs);
   return shown > (uint64_t)INT_MAX ? INT_MAX : (int)shown;
 }
 

@@ -152,6 +152,20 @@ static inline void hs_lock(hs_lock_t *l) {
 }
 static inline void hs_unlock(hs_lock_t *l) { atomic_store_explicit(&l->v, 0, memory_order_release); }
 
+/* Agent work that reaches a cancellation point (open, read, close: /proc,
+ * libdw reading a module's CFI, the reports) runs with cancellation off: a
+ * thread the program cancelled would otherwise end there holding the
+ * agent's lock, and every thread after it would wait forever (a pool whose
+ * workers are cancelled while they allocate through a library just loaded:
+ * every run hung on the unwinder's rule-miss lock). */
+#include <pthread.h>
+static inline int hs_cancel_off(void) {
+  int old = PTHREAD_CANCEL_ENABLE;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+  return old;
+}
+static inline void hs_cancel_restore(int old) { pthread_setcancelstate(old, NULL); }
+
 /* ---- depot.c: deduplicated call stacks, 32-bit ids --------------------- */
 #define HS_MAX_FRAMES 256
 #define HS_STACK_NONE 0u

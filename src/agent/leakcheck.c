@@ -736,7 +736,7 @@ static double now(clockid_t c) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp, int take_table) {
+static int hs_leak_check_cancel_off(struct hs_leak_result *res, uintptr_t my_sp, int take_table) {
   double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID), t_take = 0, t_sort = 0, t_index = 0, t_mark = 0,
          t_group = 0;
   int saved_guard = hs_in_agent;
@@ -850,6 +850,13 @@ out:
             (unsigned long)(t_group * 1e3));
   hs_in_agent = saved_guard;
   return rc;
+}
+
+int hs_leak_check(struct hs_leak_result *res, uintptr_t my_sp, int take_table) {
+  int cs = hs_cancel_off();
+  int r = hs_leak_check_cancel_off(res, my_sp, take_table);
+  hs_cancel_restore(cs);
+  return r;
 }
 
 void hs_leak_result_free(struct hs_leak_result *res) {

@@ -218,10 +218,11 @@ HS_EXPORT int __heapscope_dump(const char *path) {
   if (!atomic_load(&hs_active) || !path) return -1;
   hs_profile_write_fn w = (hs_profile_write_fn)hs_report_sym(HS_PROFILE_WRITE_SYM);
   if (!w) return -1;
-  int saved = hs_in_agent;
+  int saved = hs_in_agent, cs = hs_cancel_off();
   hs_in_agent = 1;
   int r = w(&hs_api, HS_PROF_HEAP, path);
   hs_in_agent = saved;
+  hs_cancel_restore(cs);
   return r ? -1 : 0;
 }
 
@@ -229,10 +230,11 @@ HS_EXPORT int __heapscope_http_start(const char *addr) {
   if (!atomic_load(&hs_active)) return -1;
   hs_serve_start_fn start = (hs_serve_start_fn)hs_report_sym(HS_SERVE_START_SYM);
   if (!start) return -1;
-  int saved = hs_in_agent;
+  int saved = hs_in_agent, cs = hs_cancel_off();
   hs_in_agent = 1;
   int r = start(&hs_api, addr && *addr ? addr : "127.0.0.1:6060", (int)hs_opt.http_allow_remote,
                 hs_opt.http_token_file);
   hs_in_agent = saved;
+  hs_cancel_restore(cs);
   return r;
 }

@@ -522,7 +522,7 @@ static uint64_t switches(pid_t tid) {
   return s;
 }
 
-size_t hs_threads_snapshot(struct hs_report_thread **out, int include_main, uint64_t since_seq) {
+static size_t hs_threads_snapshot_cancel_off(struct hs_report_thread **out, int include_main, uint64_t since_seq) {
   *out = NULL;
   int saved = hs_in_agent;
   hs_in_agent = 1;
@@ -685,6 +685,13 @@ size_t hs_threads_snapshot(struct hs_report_thread **out, int include_main, uint
   hs_in_agent = saved;
   *out = r;
   return n;
+}
+
+size_t hs_threads_snapshot(struct hs_report_thread **out, int include_main, uint64_t since_seq) {
+  int cs = hs_cancel_off();
+  size_t r = hs_threads_snapshot_cancel_off(out, include_main, since_seq);
+  hs_cancel_restore(cs);
+  return r;
 }
 
 void hs_threads_snapshot_free(struct hs_report_thread *t, size_t n) {
@@ -904,14 +911,15 @@ HS_EXPORT int __heapscope_threads_check(unsigned long mark, int timeout_ms, char
   struct hs_report_thread *t = NULL;
   size_t n = hs_threads_snapshot(&t, 0, mark);
   if (report && len) {
-    hs_threads_format_fn fmt = (hs_threads_format_fn)hs_report_sym(HS_THREADS_FORMAT_SYM);
-    int saved = hs_in_agent;
+    int saved = hs_in_agent, cs = hs_cancel_off();
     hs_in_agent = 1;
+    hs_threads_format_fn fmt = (hs_threads_format_fn)hs_report_sym(HS_THREADS_FORMAT_SYM);
     if (fmt)
       fmt(t, n, report, len);
     else
       hs_snprintf(report, len, "%zu leaked threads (no report library to describe them)\n", n);
     hs_in_agent = saved;
+    hs_cancel_restore(cs);
   }
   hs_threads_snapshot_free(t, n);
   return (int)n;

@@ -259,7 +259,7 @@ static inline uint64_t rules_get(const struct rules *t, uintptr_t pc) {
   }
 }
 
-static HS_COLD uint64_t rule_miss(uintptr_t pc) {
+static HS_COLD uint64_t rule_miss_cancel_off(uintptr_t pc) {
   hs_lock(&miss_lock);
   struct rules *t = atomic_load_explicit(&cache, memory_order_relaxed);
   uint64_t r = rules_get(t, pc); /* another thread may have put it meanwhile */
@@ -286,6 +286,13 @@ static HS_COLD uint64_t rule_miss(uintptr_t pc) {
     cache_used++;
   }
   hs_unlock(&miss_lock);
+  return r;
+}
+
+static HS_COLD uint64_t rule_miss(uintptr_t pc) {
+  int cs = hs_cancel_off();
+  uint64_t r = rule_miss_cancel_off(pc);
+  hs_cancel_restore(cs);
   return r;
 }
 
@@ -497,7 +504,7 @@ static int still_loaded(struct dl_phdr_info *info, size_t size, void *p) {
  * stays: the code did not move. Flushing everything made a program that
  * loads and unloads a plugin 2,000 times 3.5x slower (every module's CFI
  * read again after each cycle); most dlcloses unload nothing at all. */
-void hs_unwind_flush(void) {
+static void hs_unwind_flush_cancel_off(void) {
   if (!cache) return;
   hs_lock(&miss_lock);
   int saved = hs_in_agent;
@@ -535,11 +542,17 @@ void hs_unwind_flush(void) {
   hs_unlock(&miss_lock);
 }
 
+void hs_unwind_flush(void) {
+  int cs = hs_cancel_off();
+  hs_unwind_flush_cancel_off();
+  hs_cancel_restore(cs);
+}
+
 /* ---- the walk --------------------------------------------------------- */
 
 static HS_TLS uintptr_t stack_lo, stack_hi;
 
-static HS_COLD int stack_bounds(void) {
+static HS_COLD int stack_bounds_cancel_off(void) {
   pthread_attr_t a;
   void *lo;
   size_t sz;
@@ -555,6 +568,13 @@ static HS_COLD int stack_bounds(void) {
   stack_lo = (uintptr_t)lo;
   stack_hi = (uintptr_t)lo + sz;
   return 0;
+}
+
+static HS_COLD int stack_bounds(void) {
+  int cs = hs_cancel_off();
+  int r = stack_bounds_cancel_off();
+  hs_cancel_restore(cs);
+  return r;
 }
 
 static unsigned slow_unwind(uintptr_t *frames, unsigned max) {
