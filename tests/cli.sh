@@ -245,4 +245,16 @@ for mode in "" "--mode=sample --sample-rate=1k"; do
 done
 end
 
+# Another allocator under the agent (jemalloc or tcmalloc preloaded or
+# linked by the user; here an empty interposer): its free memory looks like
+# program data to the check, and the user is told so. (The CLI built without
+# ASan: its runtime must come first in LD_PRELOAD.)
+begin "a malloc that is not glibc's gets a warning, not a silent report"
+gcc -O2 -fPIC -shared -o "$WORK/nop.so" "$ROOT/bench/nop.c"
+e=$(LD_PRELOAD="$WORK/nop.so" "$BUILD/heapscope" run -- "$P" clean 2>&1 >/dev/null)
+expect_match "warning" "malloc is nop.so's, not glibc's" "$e"
+expect_eq "no warning with glibc's" "" "$("$HS" run -- "$P" clean 2>&1 >/dev/null | grep "not glibc's")"
+expect_eq "none in sample mode (no leak check)" "" "$(LD_PRELOAD="$WORK/nop.so" "$BUILD/heapscope" run --mode=sample -- "$P" clean 2>&1 >/dev/null | grep "not glibc's")"
+end
+
 echo "SUITE $PASS $FAIL"

@@ -175,6 +175,11 @@ __attribute__((constructor)) static void hs_init(void) {
   /* Another thread, started by an earlier constructor, may be in it. */
   while (atomic_load(&init_state) != 2) __builtin_ia32_pause();
   if (atomic_load(&hs_active)) {
+    const char *other = hs_hooks_foreign_malloc();
+    if (other && !hs_sampling && hs_opt.leak_check != HS_LC_NO && hs_is_root_process())
+      hs_warn("malloc is %s's, not glibc's: the leak check cannot tell that allocator's free memory from the "
+              "program's data, so lost blocks may be reported as still reachable",
+              strrchr(other, '/') ? strrchr(other, '/') + 1 : other);
     hs_threads_init();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
     on_exit(on_exit_handler, NULL);

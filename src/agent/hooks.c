@@ -117,6 +117,19 @@ void hs_hooks_resolve(void) {
   resolving = 0;
 }
 
+/* The file the real malloc comes from when it is not glibc's (jemalloc or
+ * tcmalloc linked or preloaded by the user, another interposer), else NULL.
+ * The leak check knows glibc's free memory (the main arena, its heaps, its
+ * free lists) and never scans it; another allocator's free chunks and
+ * metadata look like program data, and their stale pointers keep lost
+ * blocks "reachable" (with jemalloc preloaded, 24 of 101 lost blocks were
+ * reported lost). */
+const char *hs_hooks_foreign_malloc(void) {
+  Dl_info di;
+  if (real_is_glibc || !hs_real.malloc) return NULL;
+  return dladdr((void *)hs_real.malloc, &di) && di.dli_fname ? di.dli_fname : "an unknown module";
+}
+
 /* ---- accounting ---------------------------------------------------------
  * Counters are per thread (one writer, no atomic read-modify-write on the
  * hot path) and summed on read. The in-use total feeds the peak through a

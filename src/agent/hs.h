@@ -326,6 +326,7 @@ void hs_filter_open(void);
  * child that --follow-children=no leaves alone): every hook forwards. */
 void hs_hooks_off(void);
 int hs_init_early(void); /* agent.c: tracking starts at the first allocation */
+const char *hs_hooks_foreign_malloc(void); /* hooks.c: the real malloc's file when it is not glibc's */
 void hs_sampler_init(void);
 /* Weight of a sampled block of this size: 1/(1-exp(-size/rate)), as Go. */
 double hs_sample_weight(size_t size);
