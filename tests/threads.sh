@@ -168,4 +168,15 @@ for mode in "" "--mode=sample --sample-rate=1k"; do
 done
 end
 
+# A running thread that handles its own page faults during the exit check
+# (tests/progs/segvloop.c): the check's fault handler passes them on.
+begin "a thread that resolves its own faults keeps running through the check"
+gcc -O1 -g -pthread -o "$WORK/segvloop" "$ROOT/tests/progs/segvloop.c"
+for i in 1 2 3; do
+  out=$(T=60 with_timeout "$HS" run -- "$WORK/segvloop" 2>/dev/null)
+  rc=$?
+  [ "$rc" = 0 ] && [ "$out" = "faults ok" ] || fail "run $i: status $rc, output '$out'"
+done
+end
+
 echo "SUITE $PASS $FAIL"

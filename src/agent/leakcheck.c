@@ -492,11 +492,33 @@ static void clique_ptr(uintptr_t v, long leader) {
 
 static sigjmp_buf fault_jmp;
 static volatile uintptr_t fault_addr;
+static volatile sig_atomic_t in_scan; /* the checking thread reads roots in scan_range */
+static pid_t checker_tid;
+static struct sigaction old_segv, old_bus;
+
 static void on_fault(int sig, siginfo_t *si, void *uc) {
-  (void)sig;
-  (void)uc;
-  fault_addr = (uintptr_t)si->si_addr;
-  siglongjmp(fault_jmp, 1);
+  if (in_scan && gettid() == checker_tid) {
+    fault_addr = (uintptr_t)si->si_addr;
+    siglongjmp(fault_jmp, 1);
+  }
+  /* Not the scan's fault: a thread that did not stop (it blocks the stop
+   * signal) and whose program resolves its own faults, as a GC's write
+   * barrier or a JIT's guard page does. The program's disposition decides,
+   * as it would without the check. (It used to jump into the checking
+   * thread's frame from the faulting thread's stack: the process crashed.) */
+  const struct sigaction *o = sig == SIGBUS ? &old_bus : &old_segv;
+  if (o->sa_flags & SA_SIGINFO) {
+    if (o->sa_sigaction) {
+      o->sa_sigaction(sig, si, uc);
+      return;
+    }
+  } else if (o->sa_handler != SIG_DFL && o->sa_handler != SIG_IGN) {
+    o->sa_handler(sig);
+    return;
+  }
+  /* The default action: the instruction faults again and the kernel ends
+   * the process, as it would have. */
+  signal(sig, SIG_DFL);
 }
 
 static inline void scan_words(uintptr_t p, uintptr_t end, int prior_definite, long leader) {
@@ -517,11 +539,13 @@ static inline void scan_words(uintptr_t p, uintptr_t end, int prior_definite, lo
 static void scan_range(uintptr_t start, uintptr_t end, int prior_definite, long leader) {
   volatile uintptr_t p = (start + 7) & ~(uintptr_t)7;
   end &= ~(uintptr_t)7;
+  in_scan = 1;
   if (sigsetjmp(fault_jmp, 0)) p = (fault_addr & ~(uintptr_t)4095) + 4096;
   if (p < end) {
     C.scanned += end - p;
     scan_words(p, end, prior_definite, leader);
   }
+  in_scan = 0;
 }
 
 static void drain(long leader) {
@@ -765,7 +789,8 @@ static int hs_leak_check_cancel_off(struct hs_leak_result *res, uintptr_t my_sp,
     if (C.b) hs_table_foreach(collect, NULL);
     live = C.n;
   }
-  struct sigaction fa, old_segv, old_bus;
+  struct sigaction fa;
+  checker_tid = gettid();
   memset(&fa, 0, sizeof fa);
   fa.sa_sigaction = on_fault;
   fa.sa_flags = SA_SIGINFO | SA_NODEFER;
