@@ -257,4 +257,19 @@ expect_eq "no warning with glibc's" "" "$("$HS" run -- "$P" clean 2>&1 >/dev/nul
 expect_eq "none in sample mode (no leak check)" "" "$(LD_PRELOAD="$WORK/nop.so" "$BUILD/heapscope" run --mode=sample -- "$P" clean 2>&1 >/dev/null | grep "not glibc's")"
 end
 
+# Two threads calling exit at once (tests/progs/dblexit.c): the report is
+# written whole every time, by one of them.
+begin "two threads exit at once: the report is never lost"
+gcc -O1 -g -pthread -o "$WORK/dblexit" "$ROOT/tests/progs/dblexit.c"
+lost=0
+for i in $(seq 15); do
+  rm -f "$WORK/dx.json"
+  T=60 with_timeout "$HS" run --report="$WORK/dx.json" -- "$WORK/dblexit" >/dev/null 2>"$WORK/dx.err"
+  rc=$?
+  [ "$rc" = 4 ] && grep -q "LEAK SUMMARY" "$WORK/dx.err" &&
+    [ "$(jq -r .summary.definitely_lost.blocks "$WORK/dx.json" 2>/dev/null)" = 999 ] || lost=$((lost + 1))
+done
+expect_eq "runs without the whole report" 0 "$lost"
+end
+
 echo "SUITE $PASS $FAIL"

@@ -11,6 +11,7 @@
 #include <libunwind.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,11 @@
 #include "hs.h"
 
 static pid_t my_pid;
+/* The exit report: 0 not yet, 1 a thread is writing it, 2 written. */
 static atomic_int reported;
+static atomic_int reporter_tid;
+/* The report's exit handler: 0 not started, 1 running (in handler_tid), 2 done. */
+static atomic_int handler_state, handler_tid;
 
 int hs_is_root_process(void) { return hs_opt.root_pid == 0 || getpid() == (pid_t)hs_opt.root_pid; }
 
@@ -48,6 +53,7 @@ static void atfork_child(void) {
   hs_threads_unlock();
   my_pid = getpid();
   atomic_store(&reported, 0);
+  atomic_store(&handler_state, 0);
   if (!hs_opt.follow_children) {
     atomic_store(&hs_active, 0);
     hs_hooks_off();
@@ -100,13 +106,50 @@ static void on_exit_handler(int status, void *arg) {
   (void)arg;
   /* A vfork child that calls exit runs on its parent's thread-local
    * state: it must leave it as it found it. */
-  if (!atomic_load(&hs_active) || getpid() != my_pid) return;
-  exit_begin();
-  hs_in_agent = 1;
-  /* only the leak check needs it (sample mode has none) */
-  uintptr_t sp = hs_sampling ? 0 : exit_caller_sp();
-  hs_in_agent = 0;
-  hs_report_at_exit(status, sp ? sp : (uintptr_t)__builtin_frame_address(0));
+  if (getpid() != my_pid) return;
+  atomic_store(&handler_tid, (int)gettid());
+  atomic_store(&handler_state, 1);
+  if (atomic_load(&hs_active)) {
+    exit_begin();
+    hs_in_agent = 1;
+    /* only the leak check needs it (sample mode has none) */
+    uintptr_t sp = hs_sampling ? 0 : exit_caller_sp();
+    hs_in_agent = 0;
+    hs_report_at_exit(status, sp ? sp : (uintptr_t)__builtin_frame_address(0));
+  }
+  atomic_store(&handler_state, 2);
+}
+
+/* Waits, two minutes at most, while another thread writes the exit report.
+ * Not when this thread is the writer (exit in a signal handler that
+ * interrupted it). */
+static void wait_for_report(void) {
+  int me = (int)gettid();
+  for (int i = 0; i < 120000 && atomic_load(&reported) == 1 && atomic_load(&reporter_tid) != me; i++) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* Registered before the report's handler, so it runs right after it: when
+ * two threads call exit at once, glibc hands each handler to one of them,
+ * and the one that did not get the report's would find the list empty and
+ * end the process (glibc's own _exit, which no hook sees) while the other
+ * was still writing: every such run lost its report. That thread gets this
+ * handler and waits here. (A third thread exiting at the same moment can
+ * still cut the report short.) */
+static void exit_barrier(int status, void *arg) {
+  (void)status;
+  (void)arg;
+  if (getpid() != my_pid) return;
+  /* glibc hands out the report's handler before this one: if it has not
+   * started, another thread took it an instant ago */
+  for (int i = 0; i < 100000 && atomic_load(&handler_state) == 0; i++) sched_yield();
+  if (atomic_load(&handler_tid) == (int)gettid()) return;
+  for (int i = 0; i < 120000 && atomic_load(&handler_state) == 1; i++) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
 }
 
 /* Start-up in two parts. Tracking starts at the process's first allocation
@@ -182,6 +225,7 @@ __attribute__((constructor)) static void hs_init(void) {
               strrchr(other, '/') ? strrchr(other, '/') + 1 : other);
     hs_threads_init();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    on_exit(exit_barrier, NULL); /* runs after the next one */
     on_exit(on_exit_handler, NULL);
     hs_profile_start();
   }
@@ -318,10 +362,18 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
 static void hs_report_at_exit_cancel_off(int status, uintptr_t sp) {
   if (!atomic_load(&hs_active) || getpid() != my_pid) return; /* vfork child: not ours */
   exit_begin();
-  if (atomic_exchange(&reported, 1)) return;
+  int z = 0;
+  if (!atomic_compare_exchange_strong(&reported, &z, 1)) {
+    /* Another thread is writing the report and this one is in _exit:
+     * ending the process now would cut the report short. */
+    wait_for_report();
+    return;
+  }
+  atomic_store(&reporter_tid, (int)gettid());
   hs_in_agent = 1;
   hs_unwind_verify_summary();
   uint64_t shown = check_and_report(status, sp, 1);
+  atomic_store(&reported, 2);
   if (hs_opt.error_exitcode && shown) {
     /* Like valgrind: the process ends with the chosen status. Flush what
      * exit() would have flushed after us. */
