@@ -138,18 +138,25 @@ done
 expect_match "the check says the thread was scanned whole" "did not stop" "$(cat "$WORK/sigblocked.err")"
 end
 
+# Runs a program N times under heapscope (OPTS: heapscope run's options);
+# each run must end with the status and print the output given.
+runs_ok() { # N STATUS OUTPUT OPTS -- CMD...
+  local n=$1 want_rc=$2 want_out=$3 opts=$4 i out rc
+  shift 5
+  for i in $(seq "$n"); do
+    out=$(T=60 with_timeout "$HS" run $opts -- "$@" 2>/dev/null)
+    rc=$?
+    [ "$rc" = "$want_rc" ] && [ "$out" = "$want_out" ] || fail "run $i ($opts): status $rc, output '$out'"
+  done
+}
+
 # Thread dumps while threads dlopen and dlclose (tests/progs/dumprace.c): the
 # dump's handler must take no lock (it used to unwind with libunwind, which
 # waits for the dynamic linker's lock; with 100 dumps 3 runs in 4 hung).
 begin "thread dumps while threads load and unload libraries: no hang"
 gcc -O1 -g -pthread -o "$WORK/dumprace" "$ROOT/tests/progs/dumprace.c" -ldl
-for mode in "" "--mode=sample"; do
-  for i in 1 2; do
-    out=$(T=60 with_timeout "$HS" run --leak-check=no $mode -- "$WORK/dumprace" 40 2>/dev/null)
-    rc=$?
-    [ "$rc" = 3 ] && [ "$out" = done ] || fail "run $i $mode: status $rc, output '$out'"
-  done
-done
+runs_ok 2 3 done "--leak-check=no" -- "$WORK/dumprace" 40
+runs_ok 2 3 done "--leak-check=no --mode=sample" -- "$WORK/dumprace" 40
 end
 
 # Threads cancelled while the agent reads a new library's unwind tables
@@ -160,11 +167,7 @@ gcc -O2 -g -shared -fPIC -DFRAME=400 -o "$WORK/libcancel2.so" "$ROOT/tests/progs
 gcc -O1 -g -pthread -o "$WORK/cancel" "$ROOT/tests/progs/cancel.c" -ldl
 expect_eq "alone" done "$(T=60 with_timeout "$WORK/cancel" "$WORK/libcancel1.so" "$WORK/libcancel2.so")"
 for mode in "" "--mode=sample --sample-rate=1k"; do
-  for i in 1 2; do
-    out=$(T=60 with_timeout "$HS" run --leak-check=no $mode -- "$WORK/cancel" "$WORK/libcancel1.so" "$WORK/libcancel2.so" 2>/dev/null)
-    rc=$?
-    [ "$rc" = 0 ] && [ "$out" = done ] || fail "run $i $mode: status $rc, output '$out'"
-  done
+  runs_ok 2 0 done "--leak-check=no $mode" -- "$WORK/cancel" "$WORK/libcancel1.so" "$WORK/libcancel2.so"
 done
 end
 
@@ -172,11 +175,7 @@ end
 # (tests/progs/segvloop.c): the check's fault handler passes them on.
 begin "a thread that resolves its own faults keeps running through the check"
 gcc -O1 -g -pthread -o "$WORK/segvloop" "$ROOT/tests/progs/segvloop.c"
-for i in 1 2 3; do
-  out=$(T=60 with_timeout "$HS" run -- "$WORK/segvloop" 2>/dev/null)
-  rc=$?
-  [ "$rc" = 0 ] && [ "$out" = "faults ok" ] || fail "run $i: status $rc, output '$out'"
-done
+runs_ok 3 0 "faults ok" "" -- "$WORK/segvloop"
 end
 
 echo "SUITE $PASS $FAIL"
