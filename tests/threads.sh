@@ -178,4 +178,12 @@ gcc -O1 -g -pthread -o "$WORK/segvloop" "$ROOT/tests/progs/segvloop.c"
 runs_ok 3 0 "faults ok" "" -- "$WORK/segvloop"
 end
 
+# The program's own use of the agent's signals (tests/progs/rtsig.c): its
+# timer's signals go to its handler, never park a thread.
+begin "a program that uses the agent's real-time signals itself"
+gcc -O1 -g -pthread -o "$WORK/rtsig" "$ROOT/tests/progs/rtsig.c" -lrt
+runs_ok 3 0 "hits ok" "" -- "$WORK/rtsig"
+runs_ok 2 0 "hits ok" "--mode=sample" -- "$WORK/rtsig"
+end
+
 echo "SUITE $PASS $FAIL"

@@ -159,6 +159,7 @@ static inline void hs_unlock(hs_lock_t *l) { atomic_store_explicit(&l->v, 0, mem
  * workers are cancelled while they allocate through a library just loaded:
  * every run hung on the unwinder's rule-miss lock). */
 #include <pthread.h>
+#include <signal.h>
 static inline int hs_cancel_off(void) {
   int old = PTHREAD_CANCEL_ENABLE;
   pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
@@ -375,6 +376,9 @@ struct hs_stopped {
  * Returns the count. Threads that do not answer within the deadline are
  * returned with stopped == 0. */
 size_t hs_stop_world(struct hs_stopped **out);
+/* threads.c: runs the program's handler (o: its disposition) for a signal
+ * that reached one of the agent's handlers */
+void hs_forward_signal(const struct sigaction *o, int sig, siginfo_t *si, void *uc);
 void hs_resume_world(void);
 
 /* ---- leakcheck.c ------------------------------------------------------- */

@@ -375,6 +375,22 @@ void hs_threads_after_fork_child(void) {
     }
 }
 
+/* Was this signal sent by the agent (tgkill from this process), not by the
+ * program, a timer or another process? */
+static int is_ours(const siginfo_t *si) { return si && si->si_code == SI_TKILL && si->si_pid == getpid(); }
+
+/* Runs the program's handler for a signal that reached one of the agent's:
+ * the disposition it had before the agent took the signal over. A default
+ * or ignored disposition drops it (the program, which did not install a
+ * handler, does not send it). */
+void hs_forward_signal(const struct sigaction *o, int sig, siginfo_t *si, void *uc) {
+  if (o->sa_flags & SA_SIGINFO) {
+    if (o->sa_sigaction) o->sa_sigaction(sig, si, uc);
+  } else if (o->sa_handler != SIG_DFL && o->sa_handler != SIG_IGN) {
+    o->sa_handler(sig);
+  }
+}
+
 /* ---- live stacks ------------------------------------------------------------
  * A thread blocked in a system call is unwound from the pc and sp that
  * /proc shows, without a signal. A running one is sent DUMP_SIGNAL; its
@@ -418,10 +434,16 @@ static atomic_int dump_done[4096];
 
 static atomic_int dump_active, dump_in_handler;
 
+static struct sigaction dump_old; /* the program's disposition, under dump_lock */
+static int dump_kept;             /* our handler stays: a signal may still be pending */
+
 static void dump_handler(int sig, siginfo_t *si, void *uc_) {
-  (void)sig;
-  (void)si;
   int saved = errno;
+  if (!is_ours(si)) { /* the program's own signal */
+    hs_forward_signal(&dump_old, sig, si, uc_);
+    errno = saved;
+    return;
+  }
   atomic_fetch_add(&dump_in_handler, 1);
   pid_t me = gettid_raw();
   ucontext_t *uc = uc_;
@@ -586,7 +608,7 @@ static size_t hs_threads_snapshot_cancel_off(struct hs_report_thread **out, int 
     return 0;
   }
   /* Ask every live one for its stack; 200 ms in all. */
-  struct sigaction sa, old;
+  struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = dump_handler;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
@@ -596,7 +618,8 @@ static size_t hs_threads_snapshot_cancel_off(struct hs_report_thread **out, int 
   dump_n = n;
   for (size_t i = 0; i < n && i < 4096; i++) atomic_store(&dump_done[i], 0);
   atomic_store(&dump_active, 1);
-  sigaction(DUMP_SIGNAL, &sa, &old);
+  /* (Once our handler is kept, dump_old stays the program's from before.) */
+  sigaction(DUMP_SIGNAL, &sa, dump_kept ? NULL : &dump_old);
   /* Threads blocked in a system call are unwound from the pc and sp the
    * kernel shows: a signal would interrupt their call (sleep returns early,
    * poll fails with EINTR). Only threads that run get the signal. */
@@ -639,7 +662,10 @@ static size_t hs_threads_snapshot_cancel_off(struct hs_report_thread **out, int 
     struct timespec ts = {0, 1000000};
     nanosleep(&ts, NULL);
   }
-  if (all) sigaction(DUMP_SIGNAL, &old, NULL);
+  if (all && !dump_kept)
+    sigaction(DUMP_SIGNAL, &dump_old, NULL);
+  else
+    dump_kept = 1;
   dump_n = 0;
   /* The copies, unwound here with the rules of the whole cache (a miss
    * computes one: no handler is waiting on it). */
@@ -715,14 +741,19 @@ static long futex(atomic_int *w, int op, int val, const struct timespec *ts) {
   return syscall(SYS_futex, w, op, val, ts, NULL, 0);
 }
 
+static struct sigaction old_action;
+
 static void stop_handler(int sig, siginfo_t *si, void *uc_) {
-  (void)sig;
-  (void)si;
   int saved = errno;
   atomic_fetch_add(&in_handler, 1);
-  /* A late signal, sent to a thread that had it blocked until after the
-   * check: nothing to do (stopped[] may be another check's by now). */
-  if (!atomic_load(&stopping)) {
+  /* The program's own signal (it may use this one too: a POSIX timer, a
+   * pthread_kill) goes to its handler; parking on it would stop a thread
+   * the check never asked, the checking thread itself among them (every
+   * run of a program whose timer fired this signal hung). A late signal of
+   * ours, sent to a thread that had it blocked until after the check,
+   * finds nothing to do (stopped[] may be another check's by now). */
+  if (!is_ours(si)) hs_forward_signal(&old_action, sig, si, uc_);
+  if (!is_ours(si) || !atomic_load(&stopping)) {
     atomic_fetch_sub(&in_handler, 1);
     errno = saved;
     return;
@@ -770,8 +801,6 @@ static size_t list_tids(pid_t *out, size_t cap) {
   close(fd);
   return n;
 }
-
-static struct sigaction old_action;
 
 size_t hs_stop_world(struct hs_stopped **out) {
   pid_t me = gettid_raw(), pid = getpid();
