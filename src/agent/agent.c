@@ -120,12 +120,12 @@ static void on_exit_handler(int status, void *arg) {
   atomic_store(&handler_state, 2);
 }
 
-/* Waits, two minutes at most, while another thread writes the exit report.
- * Not when this thread is the writer (exit in a signal handler that
- * interrupted it). */
-static void wait_for_report(void) {
+/* Waits, two minutes at most, while *state is 1 (running) in another
+ * thread than this one: not when this thread is the owner (exit in a
+ * signal handler that interrupted it). */
+static void wait_while_running(atomic_int *state, atomic_int *owner) {
   int me = (int)gettid();
-  for (int i = 0; i < 120000 && atomic_load(&reported) == 1 && atomic_load(&reporter_tid) != me; i++) {
+  for (int i = 0; i < 120000 && atomic_load(state) == 1 && atomic_load(owner) != me; i++) {
     struct timespec ts = {0, 1000000};
     nanosleep(&ts, NULL);
   }
@@ -145,11 +145,7 @@ static void exit_barrier(int status, void *arg) {
   /* glibc hands out the report's handler before this one: if it has not
    * started, another thread took it an instant ago */
   for (int i = 0; i < 100000 && atomic_load(&handler_state) == 0; i++) sched_yield();
-  if (atomic_load(&handler_tid) == (int)gettid()) return;
-  for (int i = 0; i < 120000 && atomic_load(&handler_state) == 1; i++) {
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
+  wait_while_running(&handler_state, &handler_tid);
 }
 
 /* Start-up in two parts. Tracking starts at the process's first allocation
@@ -366,7 +362,7 @@ static void hs_report_at_exit_cancel_off(int status, uintptr_t sp) {
   if (!atomic_compare_exchange_strong(&reported, &z, 1)) {
     /* Another thread is writing the report and this one is in _exit:
      * ending the process now would cut the report short. */
-    wait_for_report();
+    wait_while_running(&reported, &reporter_tid);
     return;
   }
   atomic_store(&reporter_tid, (int)gettid());

@@ -45,7 +45,7 @@
   X(default_suppressions, BOOL, 1, "suppress runtime-internal blocks")         \
   X(quiet, BOOL, 0, "print nothing unless leaks are found")                    \
   X(fast_unwind, BOOL, 1, "cached .eh_frame unwinder (else libunwind only)")  \
-  X(verify_unwind, INT, 0, "check every capture: 1 against a walk without reuse, 2 against libunwind (tests)") \
+  X(verify_unwind, INT, 0, "check every capture: 1 against a walk without reuse, 2 against one with no cached rule (tests)") \
   X(check_timing, BOOL, 0, "print how long the leak check took, by phase (benchmarks)") \
   X(output, STR, NULL, "directory for profiles written at exit")              \
   X(http, STR, NULL, "serve /debug/pprof/ on ADDR:PORT")                      \
@@ -377,8 +377,8 @@ struct hs_stopped {
  * returned with stopped == 0. */
 size_t hs_stop_world(struct hs_stopped **out);
 /* threads.c: runs the program's handler (o: its disposition) for a signal
- * that reached one of the agent's handlers */
-void hs_forward_signal(const struct sigaction *o, int sig, siginfo_t *si, void *uc);
+ * that reached one of the agent's handlers; 0 when it has none */
+int hs_forward_signal(const struct sigaction *o, int sig, siginfo_t *si, void *uc); /* 1 if a handler ran */
 void hs_resume_world(void);
 
 /* ---- leakcheck.c ------------------------------------------------------- */

@@ -506,19 +506,10 @@ static void on_fault(int sig, siginfo_t *si, void *uc) {
    * barrier or a JIT's guard page does. The program's disposition decides,
    * as it would without the check. (It used to jump into the checking
    * thread's frame from the faulting thread's stack: the process crashed.) */
-  const struct sigaction *o = sig == SIGBUS ? &old_bus : &old_segv;
-  if (o->sa_flags & SA_SIGINFO) {
-    if (o->sa_sigaction) {
-      o->sa_sigaction(sig, si, uc);
-      return;
-    }
-  } else if (o->sa_handler != SIG_DFL && o->sa_handler != SIG_IGN) {
-    o->sa_handler(sig);
-    return;
-  }
-  /* The default action: the instruction faults again and the kernel ends
-   * the process, as it would have. */
-  signal(sig, SIG_DFL);
+  /* Without a handler of the program's, the default action: the
+   * instruction faults again and the kernel ends the process, as it would
+   * have. */
+  if (!hs_forward_signal(sig == SIGBUS ? &old_bus : &old_segv, sig, si, uc)) signal(sig, SIG_DFL);
 }
 
 static inline void scan_words(uintptr_t p, uintptr_t end, int prior_definite, long leader) {

@@ -383,12 +383,15 @@ static int is_ours(const siginfo_t *si) { return si && si->si_code == SI_TKILL &
  * the disposition it had before the agent took the signal over. A default
  * or ignored disposition drops it (the program, which did not install a
  * handler, does not send it). */
-void hs_forward_signal(const struct sigaction *o, int sig, siginfo_t *si, void *uc) {
+int hs_forward_signal(const struct sigaction *o, int sig, siginfo_t *si, void *uc) {
   if (o->sa_flags & SA_SIGINFO) {
-    if (o->sa_sigaction) o->sa_sigaction(sig, si, uc);
-  } else if (o->sa_handler != SIG_DFL && o->sa_handler != SIG_IGN) {
+    if (!o->sa_sigaction) return 0;
+    o->sa_sigaction(sig, si, uc);
+  } else {
+    if (o->sa_handler == SIG_DFL || o->sa_handler == SIG_IGN) return 0;
     o->sa_handler(sig);
   }
+  return 1;
 }
 
 /* ---- live stacks ------------------------------------------------------------
@@ -745,15 +748,19 @@ static struct sigaction old_action;
 
 static void stop_handler(int sig, siginfo_t *si, void *uc_) {
   int saved = errno;
-  atomic_fetch_add(&in_handler, 1);
   /* The program's own signal (it may use this one too: a POSIX timer, a
    * pthread_kill) goes to its handler; parking on it would stop a thread
    * the check never asked, the checking thread itself among them (every
    * run of a program whose timer fired this signal hung). A late signal of
    * ours, sent to a thread that had it blocked until after the check,
    * finds nothing to do (stopped[] may be another check's by now). */
-  if (!is_ours(si)) hs_forward_signal(&old_action, sig, si, uc_);
-  if (!is_ours(si) || !atomic_load(&stopping)) {
+  if (!is_ours(si)) {
+    hs_forward_signal(&old_action, sig, si, uc_);
+    errno = saved;
+    return;
+  }
+  atomic_fetch_add(&in_handler, 1);
+  if (!atomic_load(&stopping)) {
     atomic_fetch_sub(&in_handler, 1);
     errno = saved;
     return;

@@ -92,6 +92,12 @@ static void load_extent(const struct dl_phdr_info *info, uintptr_t *lo, uintptr_
   }
 }
 
+/* The file to read a module's CFI from; the executable has no name in the
+ * list. */
+static const char *module_name(const struct dl_phdr_info *info) {
+  return info->dlpi_name && *info->dlpi_name ? info->dlpi_name : "/proc/thread-self/exe";
+}
+
 static int find_module(struct dl_phdr_info *info, size_t size, void *p) {
   (void)size;
   struct find_arg *a = p;
@@ -102,9 +108,7 @@ static int find_module(struct dl_phdr_info *info, size_t size, void *p) {
     if (a->pc >= s && a->pc < s + ph->p_memsz) {
       a->base = info->dlpi_addr;
       load_extent(info, &a->lo, &a->hi);
-      const char *n = info->dlpi_name;
-      if (!n || !*n) n = "/proc/thread-self/exe";
-      hs_snprintf(a->name, sizeof a->name, "%s", n);
+      hs_snprintf(a->name, sizeof a->name, "%s", module_name(info));
       a->found = 1;
       return 1;
     }
@@ -484,7 +488,6 @@ void hs_unwind_atfork_child(void) {
   hs_unlock(&us_lock);
 }
 
-/* dlclose may put new code where cached code was. */
 /* Is module m still loaded, at the same place? */
 struct still_arg {
   const struct module *m;
@@ -493,8 +496,7 @@ struct still_arg {
 static int still_loaded(struct dl_phdr_info *info, size_t size, void *p) {
   (void)size;
   struct still_arg *a = p;
-  const char *n = info->dlpi_name && *info->dlpi_name ? info->dlpi_name : "/proc/thread-self/exe";
-  if (info->dlpi_addr == a->m->base && !strcmp(n, a->m->name)) a->found = 1;
+  if (info->dlpi_addr == a->m->base && !strcmp(module_name(info), a->m->name)) a->found = 1;
   return a->found;
 }
 
@@ -618,21 +620,27 @@ static inline __attribute__((always_inline)) int step(uintptr_t lookup, uintptr_
 static inline int in_agent_text(uintptr_t ra) { return ra >= hs_self_text_start && ra < hs_self_text_end; }
 
 
-/* Returns the count, or -1 when the walk must be redone by libunwind. */
-static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max) {
-  uintptr_t pc, sp, bp;
-  /* rbp first: the compiler may pick rbp itself for one of the outputs. */
-  __asm__ volatile("mov %%rbp, %2\n\tlea 0(%%rip), %0\n\tmov %%rsp, %1" : "=&r"(pc), "=&r"(sp), "=&r"(bp));
-  if (HS_UNLIKELY(!stack_hi) && stack_bounds()) return -1;
-  if (sp < stack_lo || sp >= stack_hi) return -1; /* signal stack, fibers */
-  struct ustate *u = us ? us : us_take();
-  if (u) check_flush(u);
+/* The rule at pc computed afresh from the CFI, bypassing every cache:
+ * verify_unwind=2's reference. */
+static HS_COLD uint64_t fresh_rule(uintptr_t pc) {
+  hs_lock(&miss_lock);
+  uint64_t r = compute_rule(pc);
+  hs_unlock(&miss_lock);
+  return r;
+}
+
+/* The plain walk from (pc, sp, bp): the program's frames into frames[],
+ * the agent's own skipped. Returns the count, or -1 when a frame cannot be
+ * walked here. Rules from the caches, or all computed afresh (fresh). */
+static inline __attribute__((always_inline)) int walk_from(uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t *frames,
+                                                           unsigned max, int fresh) {
   uintptr_t lookup = pc; /* the first pc is not a return address */
   unsigned out = 0;
   int in_agent = 1;
   for (unsigned steps = 0; steps < HS_MAX_FRAMES + 32; steps++) {
     uintptr_t ra, at;
-    int base, st = step(lookup, &sp, &bp, &ra, &at, &base);
+    int base, st = fresh ? step_rule(fresh_rule(lookup), &sp, &bp, &ra, &at, &base)
+                         : step(lookup, &sp, &bp, &ra, &at, &base);
     if (HS_UNLIKELY(st < 0)) return -1;
     if (!st || !ra) break;
     if (in_agent && !in_agent_text(ra)) in_agent = 0;
@@ -643,6 +651,18 @@ static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max
     lookup = ra - 1; /* the call instruction, inside the caller */
   }
   return (int)out;
+}
+
+/* Returns the count, or -1 when the walk must be redone by libunwind. */
+static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max) {
+  uintptr_t pc, sp, bp;
+  /* rbp first: the compiler may pick rbp itself for one of the outputs. */
+  __asm__ volatile("mov %%rbp, %2\n\tlea 0(%%rip), %0\n\tmov %%rsp, %1" : "=&r"(pc), "=&r"(sp), "=&r"(bp));
+  if (HS_UNLIKELY(!stack_hi) && stack_bounds()) return -1;
+  if (sp < stack_lo || sp >= stack_hi) return -1; /* signal stack, fibers */
+  struct ustate *u = us ? us : us_take();
+  if (u) check_flush(u);
+  return walk_from(pc, sp, bp, frames, max, 0);
 }
 
 /* ---- the suffix cache ---------------------------------------------------
@@ -1054,25 +1074,7 @@ static __attribute__((noinline)) int uncached_unwind(uintptr_t *frames, unsigned
   uintptr_t pc, sp, bp;
   __asm__ volatile("mov %%rbp, %2\n\tlea 0(%%rip), %0\n\tmov %%rsp, %1" : "=&r"(pc), "=&r"(sp), "=&r"(bp));
   if (sp < stack_lo || sp >= stack_hi) return -1;
-  uintptr_t lookup = pc;
-  unsigned out = 0;
-  int in_agent = 1;
-  for (unsigned steps = 0; steps < HS_MAX_FRAMES + 32; steps++) {
-    hs_lock(&miss_lock);
-    uint64_t r = compute_rule(lookup);
-    hs_unlock(&miss_lock);
-    uintptr_t ra, at;
-    int base, st = step_rule(r, &sp, &bp, &ra, &at, &base);
-    if (st < 0) return -1;
-    if (!st || !ra) break;
-    if (in_agent && !in_agent_text(ra)) in_agent = 0;
-    if (!in_agent) {
-      frames[out++] = ra;
-      if (out == max) break;
-    }
-    lookup = ra - 1;
-  }
-  return (int)out;
+  return walk_from(pc, sp, bp, frames, max, 1);
 }
 
 /* verify_unwind (the tests): every capture is walked again, without reusing
