@@ -172,6 +172,26 @@ for f in "$WORK"/sh.json.*; do
 done
 end
 
+begin "a child whose stderr its parent reads gets no report in it; its JSON report is written"
+# gdb runs `iconv -l` with stderr into the pipe it parses: the child's report
+# became 135 "charset names" (and 135 more leaked blocks than under valgrind)
+expect_eq "alone" "read 17 bytes: child's own line" "$("$P" pipechild 2>/dev/null)"
+rm -f "$WORK"/pc.json*
+"$HS" run --report="$WORK/pc.json" -- "$P" pipechild >"$WORK/o" 2>"$WORK/e"; rc=$?
+expect_eq "status" 0 "$rc"
+expect_eq "what the parent read" "read 17 bytes: child's own line" "$(cat "$WORK/o")"
+expect_match "the parent's own report" 'HEAP SUMMARY' "$(cat "$WORK/e")"
+expect_eq "one report on run's stderr" 1 "$(grep -c 'LEAK SUMMARY' "$WORK/e")"
+expect_eq "the child's JSON report" 35 "$(jq .summary.definitely_lost.bytes "$WORK"/pc.json.* 2>&1)"
+# a child on run's own stderr still reports there
+"$HS" run -- /bin/sh -c "$P leakerr" 2>"$WORK/e"
+expect_match "a child on run's stderr reports" 'definitely lost: 35 bytes in 1 blocks' "$(cat "$WORK/e")"
+# started without a stderr: the descriptor 2 it opens is its own file
+"$HS" run -- "$P" opendata "$WORK/data" >/dev/null 2>&-; rc=$?
+expect_eq "status (opendata)" 0 "$rc"
+expect_eq "the program's file holds its data only" data "$(cat "$WORK/data")"
+end
+
 begin "make install PREFIX=...: the installed tool finds its agent"
 make -s -C "$ROOT" install PREFIX="$WORK/inst" BUILD="$BUILD" >/dev/null 2>&1 || fail "make install failed"
 "$WORK/inst/bin/heapscope" run --report="$WORK/inst.json" -- "$P" out >/dev/null 2>&1

@@ -27,8 +27,6 @@ static atomic_int reporter_tid;
 /* The report's exit handler: 0 not started, 1 running (in handler_tid), 2 done. */
 static atomic_int handler_state, handler_tid;
 
-int hs_is_root_process(void) { return hs_opt.root_pid == 0 || getpid() == (pid_t)hs_opt.root_pid; }
-
 static void atfork_prepare(void) {
   hs_threads_lock();
   hs_depot_lock();

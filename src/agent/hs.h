@@ -42,6 +42,7 @@
   X(max_frames, INT, 64, "stack depth recorded")                               \
   X(root_pid, INT, 0, "pid of the process `heapscope run` started")            \
   X(log_fd, INT, 2, "file descriptor for the text report")                     \
+  X(run_stderr, STR, NULL, "dev:ino of heapscope run's stderr; a child with another stderr prints nothing") \
   X(default_suppressions, BOOL, 1, "suppress runtime-internal blocks")         \
   X(quiet, BOOL, 0, "print nothing unless leaks are found")                    \
   X(fast_unwind, BOOL, 1, "cached .eh_frame unwinder (else libunwind only)")  \

@@ -22,10 +22,33 @@
 static int log_dup = -1;
 static dev_t log_dev;
 static ino_t log_ino;
+static int log_off;
+
+/* A child that `heapscope run`'s program started with its stderr pointed
+ * elsewhere prints nothing: that stderr is its parent's data (gdb runs
+ * `iconv -l` with stderr into the pipe it parses, and took the child's
+ * report for charset names), a log file, /dev/null. Its JSON report
+ * (--report, FILE.<pid>) is still written. run_stderr is the identity of
+ * run's own stderr, from the command line tool. */
+static int run_stderr_elsewhere(const struct stat *st) {
+  if (!hs_opt.run_stderr || hs_is_root_process()) return 0;
+  unsigned long long dev = 0, ino = 0;
+  const char *s = hs_opt.run_stderr;
+  while (*s >= '0' && *s <= '9') dev = dev * 10 + (unsigned)(*s++ - '0');
+  if (*s++ != ':') return 0;
+  while (*s >= '0' && *s <= '9') ino = ino * 10 + (unsigned)(*s++ - '0');
+  return (unsigned long long)st->st_dev != dev || (unsigned long long)st->st_ino != ino;
+}
 
 void hs_log_keep(void) {
   struct stat st;
-  if (hs_opt.log_fd != 2 || fstat(2, &st)) return;
+  if (hs_opt.log_fd != 2) return;
+  /* Started without a stderr: a descriptor 2 opened later is the program's
+   * own file. */
+  if (fstat(2, &st) || run_stderr_elsewhere(&st)) {
+    log_off = 1;
+    return;
+  }
   struct rlimit rl;
   long lo = 990; /* above what programs use, under select's 1024 and the usual limit */
   if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < lo + 32)
@@ -41,6 +64,7 @@ static int same_file(int fd) {
 }
 
 int hs_log_fd(void) {
+  if (log_off) return -1;
   if (hs_opt.log_fd != 2 || log_dup < 0 || same_file(2)) return (int)hs_opt.log_fd;
   return same_file(log_dup) ? log_dup : -1;
 }

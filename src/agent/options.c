@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hs.h"
 
@@ -137,3 +138,5 @@ int hs_options_parse(const char *s, struct hs_options *o, char *err, size_t errl
   }
   return 0;
 }
+
+int hs_is_root_process(void) { return hs_opt.root_pid == 0 || getpid() == (pid_t)hs_opt.root_pid; }

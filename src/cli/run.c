@@ -323,6 +323,14 @@ int cmd_run(int argc, char **argv) {
   /* The program's own pid: the process whose report is --report. */
   append_opt(opts, sizeof opts, "root_pid", "");
   snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "%d", (int)getpid());
+  /* Which file is run's stderr: a child the program starts with its stderr
+   * elsewhere (a pipe its parent reads) prints no report there. */
+  struct stat st;
+  if (!fstat(2, &st)) {
+    append_opt(opts, sizeof opts, "run_stderr", "");
+    snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+  }
   const char *pre = getenv("LD_PRELOAD");
   char preload[PATH_MAX * 2];
   if (pre && *pre)

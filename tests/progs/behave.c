@@ -10,13 +10,19 @@
  *   nullerr  points stderr at /dev/null, leaks
  *   closeall closes every descriptor from 3 up, leaks
  *   dataerr  closes every descriptor from 2 up, opens argv[2] as fd 2,
- *            writes "data" there, leaks */
+ *            writes "data" there, leaks
+ *   pipechild runs itself as "leakerr" with its stderr into a pipe, as gdb
+ *            runs `iconv -l`, and prints what came through the pipe
+ *   leakerr  leaks 35 bytes, writes one line to stderr
+ *   opendata started without fd 2: opens argv[2] (it becomes fd 2), writes
+ *            "data" there, leaks */
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 void *volatile sink;
@@ -100,6 +106,39 @@ int main(int argc, char **argv) {
     if (fd < 0 || (fd != 2 && (dup2(fd, 2) != 2 || close(fd)))) return 9;
     if (write(2, "data\n", 5) != 5) return 9;
     leak_here(34);
+    return 0;
+  }
+  if (!strcmp(mode, "pipechild")) {
+    int p[2];
+    if (pipe(p)) return 9;
+    pid_t pid = fork();
+    if (pid == 0) {
+      dup2(p[1], 2);
+      close(p[0]);
+      close(p[1]);
+      execl("/proc/self/exe", argv[0], "leakerr", (char *)0);
+      _exit(127);
+    }
+    close(p[1]);
+    char buf[65536];
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof buf && (r = read(p[0], buf + n, sizeof buf - n)) > 0) n += (size_t)r;
+    int st;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st)) return 9;
+    printf("read %zu bytes: %.*s", n, (int)n, buf);
+    return 0;
+  }
+  if (!strcmp(mode, "leakerr")) {
+    leak_here(35);
+    fprintf(stderr, "child's own line\n");
+    return 0;
+  }
+  if (!strcmp(mode, "opendata") && argc > 2) {
+    int fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd != 2) return 9;
+    if (write(2, "data\n", 5) != 5) return 9;
+    leak_here(36);
     return 0;
   }
   if (!strcmp(mode, "closeall")) {
