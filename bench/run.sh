@@ -140,7 +140,7 @@ python3 bench/interleave.py 7 $B/x.json \
 # The check's own time, measured inside the process: median of 5.
 for i in 1 2 3 4 5; do
   HEAPSCOPE_OPTIONS=check_timing=1 $HS run --leak-check=summary -- $B/exitcheck 2>&1 |
-    sed -n 's/.*check_timing: [0-9]* blocks, \([0-9]*\) ms wall, \([0-9]*\) ms CPU (stop and take \([0-9]*\) ms, sort \([0-9]*\) ms, index \([0-9]*\) ms, roots and mark \([0-9]*\) ms, group \([0-9]*\) ms).*/\1 \2 \3 \4 \5 \6 \7/p'
+    sed -n 's/.*check_timing: [0-9]* blocks, [0-9]* threads stopped, \([0-9]*\) ms wall, \([0-9]*\) ms CPU (stop and take \([0-9]*\) ms, sort \([0-9]*\) ms, index \([0-9]*\) ms, roots and mark \([0-9]*\) ms, group \([0-9]*\) ms).*/\1 \2 \3 \4 \5 \6 \7/p'
 done >$B/ct.txt
 
 python3 - "$results" "$m_alone" "$m_hs" $B/x.json $B/t.json $B/ct.txt <<'PY' | tee bench/results.md

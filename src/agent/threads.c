@@ -789,7 +789,8 @@ struct linux_dirent64 {
   char d_name[];
 };
 
-/* Lists the process's threads without opendir (which mallocs). */
+/* Lists the process's threads without opendir (which mallocs): at most cap
+ * in out, and returns how many there are. */
 static size_t list_tids(pid_t *out, size_t cap) {
   int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return 0;
@@ -802,7 +803,8 @@ static size_t list_tids(pid_t *out, size_t cap) {
       struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
       off += d->d_reclen;
       if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
-      if (n < cap) out[n++] = (pid_t)atoi(d->d_name);
+      if (n < cap) out[n] = (pid_t)atoi(d->d_name);
+      n++;
     }
   }
   close(fd);
@@ -811,13 +813,28 @@ static size_t list_tids(pid_t *out, size_t cap) {
 
 size_t hs_stop_world(struct hs_stopped **out) {
   pid_t me = gettid_raw(), pid = getpid();
-  size_t cap = 1024;
+  /* Room for every thread there is and as many again created meanwhile
+   * (a fixed 1,024 left the rest running through the check: registers
+   * unread, memory changing under the scan). The array is kept for the
+   * next check; a larger one replaces it, the old one is never unmapped
+   * (a late stop handler of the last check may still read it). */
+  size_t cap = 2 * list_tids(NULL, 0) + 256;
+  if (cap > capstopped) {
+    struct hs_stopped *s = hs_mmap(cap * sizeof *s);
+    if (s) {
+      stopped = s;
+      capstopped = cap;
+    }
+  }
+  cap = capstopped;
   pid_t *tids = hs_mmap(cap * sizeof *tids);
-  capstopped = cap;
-  stopped = hs_mmap(cap * sizeof *stopped);
   nstopped = 0;
   atomic_store(&resume_word, 0);
-  if (!tids || !stopped) return 0;
+  *out = stopped;
+  if (!tids || !stopped) {
+    if (tids) hs_munmap(tids, cap * sizeof *tids);
+    return 0;
+  }
 
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -831,6 +848,7 @@ size_t hs_stop_world(struct hs_stopped **out) {
   /* Threads may be created while we work: list again until nothing new. */
   for (int round = 0; round < 4; round++) {
     size_t n = list_tids(tids, cap), added = 0;
+    if (n > cap) n = cap;
     for (size_t i = 0; i < n; i++) {
       if (tids[i] == me) continue;
       int known = 0;
