@@ -278,13 +278,14 @@ expect_eq "none in sample mode (no leak check)" "" "$(LD_PRELOAD="$WORK/nop.so" 
 end
 
 # Two threads calling exit at once (tests/progs/dblexit.c): the report is
-# written whole every time, by one of them.
-begin "two threads exit at once: the report is never lost"
+# written whole every time, by one of them. Then four, then eight at once.
+begin "two, four and eight threads exit at once: the report is never lost"
 gcc -O1 -g -pthread -o "$WORK/dblexit" "$ROOT/tests/progs/dblexit.c"
 lost=0
 for i in $(seq 15); do
+  n=$((i % 3 == 0 ? 8 : i % 3 == 1 ? 2 : 4))
   rm -f "$WORK/dx.json"
-  T=60 with_timeout "$HS" run --report="$WORK/dx.json" -- "$WORK/dblexit" >/dev/null 2>"$WORK/dx.err"
+  T=60 with_timeout "$HS" run --report="$WORK/dx.json" -- "$WORK/dblexit" $n >/dev/null 2>"$WORK/dx.err"
   rc=$?
   [ "$rc" = 4 ] && grep -q "LEAK SUMMARY" "$WORK/dx.err" &&
     [ "$(jq -r .summary.definitely_lost.blocks "$WORK/dx.json" 2>/dev/null)" = 999 ] || lost=$((lost + 1))

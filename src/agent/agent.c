@@ -26,6 +26,7 @@ static atomic_int reported;
 static atomic_int reporter_tid;
 /* The report's exit handler: 0 not started, 1 running (in handler_tid), 2 done. */
 static atomic_int handler_state, handler_tid;
+#define HS_EXIT_BARRIERS 15
 
 static void atfork_prepare(void) {
   hs_threads_lock();
@@ -134,8 +135,10 @@ static void wait_while_running(atomic_int *state, atomic_int *owner) {
  * and the one that did not get the report's would find the list empty and
  * end the process (glibc's own _exit, which no hook sees) while the other
  * was still writing: every such run lost its report. That thread gets this
- * handler and waits here. (A third thread exiting at the same moment can
- * still cut the report short.) */
+ * handler and waits here. There are HS_EXIT_BARRIERS of them, one for
+ * each further thread exiting at the same moment (with one, every run
+ * of four or eight threads calling exit together lost the report); one
+ * more than that can still cut it short. */
 static void exit_barrier(int status, void *arg) {
   (void)status;
   (void)arg;
@@ -219,7 +222,7 @@ __attribute__((constructor)) static void hs_init(void) {
               strrchr(other, '/') ? strrchr(other, '/') + 1 : other);
     hs_threads_init();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-    on_exit(exit_barrier, NULL); /* runs after the next one */
+    for (int i = 0; i < HS_EXIT_BARRIERS; i++) on_exit(exit_barrier, NULL); /* run after the next one */
     on_exit(on_exit_handler, NULL);
     hs_profile_start();
   }
