@@ -10,8 +10,10 @@ CFLAGS ?=
 
 AGENT_SRC := $(wildcard src/agent/*.c)
 REPORT_SRC := $(wildcard src/report/*.c) $(BUILD)/gen/profile.pb-c.c
+# The CLI only parses options, checks files and execs the program: no libdw,
+# libelf or libstdc++ to load (1.4 ms of every run's start-up here).
 CLI_SRC := $(wildcard src/cli/*.c) src/agent/options.c src/agent/log.c src/agent/arena.c \
-           src/report/suppress.c src/report/buf.c src/report/symbolize.c
+           src/report/suppress.c src/report/buf.c
 HEADERS := $(wildcard src/*/*.h include/*.h)
 
 AGENT := $(BUILD)/libheapscope.so
@@ -38,13 +40,13 @@ $(BUILD)/gen/profile.pb-c.c: src/report/profile.proto
 
 $(CLI): $(CLI_SRC) $(HEADERS) | $(BUILD)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -DHS_VERSION='"$(VERSION)"' -DHS_LIBDIR='"$(PREFIX)/lib/heapscope"' \
-	  -o $@ $(CLI_SRC) -ldw -lelf -lstdc++
+	  -o $@ $(CLI_SRC)
 
 # The CLI under AddressSanitizer and UBSan, used by the test suite.
 $(CLI_ASAN): $(CLI_SRC) $(HEADERS) | $(BUILD)
 	mkdir -p $(BUILD)/asan
 	$(CC) $(BASE_CFLAGS) -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-	  -fno-omit-frame-pointer -DHS_VERSION='"$(VERSION)"' -o $@ $(CLI_SRC) -ldw -lelf -lstdc++
+	  -fno-omit-frame-pointer -DHS_VERSION='"$(VERSION)"' -o $@ $(CLI_SRC)
 
 $(BUILD):
 	mkdir -p $(BUILD)
