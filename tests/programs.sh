@@ -154,6 +154,14 @@ verify_unwind dlopen-dlclose /dev/null "$D/dlswap" "$D/libdlswap_a.so" "$D/libdl
 gcc -O2 -g -shared -fPIC -DFRAME=200 -o "$D/libdlswap_f1.so" "$ROOT/tests/progs/dlswap.c"
 gcc -O2 -g -shared -fPIC -DFRAME=400 -o "$D/libdlswap_f2.so" "$ROOT/tests/progs/dlswap.c"
 VERIFY_LEVEL=2 verify_unwind dlopen-dlclose-same-code /dev/null "$D/dlswap" "$D/libdlswap_f1.so" "$D/libdlswap_f2.so"
+begin "dlclose: libunwind's stacks stay whole after a library loads where another was"
+# unw_backtrace's trace cache has no flush: with libunwind as the unwinder
+# (fast_unwind=0, or the fallback), every capture through the second library
+# was one frame long
+HEAPSCOPE_OPTIONS=fast_unwind=0 T=60 with_timeout "$HS" run --report="$WORK/dls.json" -- "$D/dlswap" -leak "$D/libdlswap_f1.so" "$D/libdlswap_f2.so" >/dev/null 2>&1
+expect_eq "blocks leaked through the libraries" 40 "$(jq '[.leaks[] | select(.kind == "definitely_lost") | .blocks] | add' "$WORK/dls.json")"
+expect_eq "of those, stacks without main" 0 "$(jq '[.leaks[] | select(.kind == "definitely_lost") | select([.stack[].function] | index("main") | not) | .blocks] | add // 0' "$WORK/dls.json")"
+end
 begin "dlclose: no mapping of an unloaded library stays behind"
 out=$(T=60 with_timeout "$HS" run --leak-check=no -- "$D/dlswap" "$D/libdlswap_a.so" "$D/libdlswap_b.so" 2>/dev/null)
 expect_eq "status" 0 "$?"

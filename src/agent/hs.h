@@ -196,7 +196,15 @@ uint32_t hs_stack_capture(unsigned max);
 void hs_unwind_verify_summary(void);
 void hs_unwind_thread_exit(void); /* the thread's unwinder state goes to the next thread */
 void hs_unwind_init(void);
-void hs_unwind_flush(void);
+/* Module address ranges, taken before a dlclose and given to hs_unwind_flush
+ * after it: what was unloaded. */
+#define HS_SNAP_MODULES 256
+struct hs_modsnap {
+  int n, full;
+  uintptr_t lo[HS_SNAP_MODULES], hi[HS_SNAP_MODULES];
+};
+void hs_unwind_snapshot(struct hs_modsnap *s);
+void hs_unwind_flush(const struct hs_modsnap *before);
 unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, int bp_known, uintptr_t bp, const void *copy,
                           size_t len, uintptr_t *frames, unsigned max);
 extern int hs_fast_unwind; /* option fast_unwind: the cached CFI walk */

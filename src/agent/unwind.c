@@ -489,6 +489,68 @@ void hs_unwind_atfork_child(void) {
 }
 
 /* Is module m still loaded, at the same place? */
+
+/* Where code was unloaded. unw_backtrace keeps a per-thread cache of rules
+ * by address (libunwind's fast trace) that nothing flushes: a library
+ * loaded where an unloaded one had been got one-frame stacks from it on
+ * every capture (with fast_unwind=0, or through the fallback). A capture
+ * with a frame in such a range is walked again with unw_step, whose caches
+ * unw_flush_cache does empty: about 25 times slower (libunwind blocks and
+ * unblocks signals around each frame's lookup), so only those captures.
+ * Ranges are added, never removed (the same range again is not added). */
+#define MAX_GONE 128
+static uintptr_t gone_lo[MAX_GONE], gone_hi[MAX_GONE];
+static atomic_int ngone_ranges;
+static atomic_int gone_overflow; /* more than MAX_GONE: every libunwind capture is walked again */
+
+static int snap_module(struct dl_phdr_info *info, size_t size, void *p) {
+  (void)size;
+  struct hs_modsnap *s = p;
+  if (s->n < HS_SNAP_MODULES) {
+    load_extent(info, &s->lo[s->n], &s->hi[s->n]);
+    if (s->lo[s->n] < s->hi[s->n]) s->n++;
+  } else {
+    s->full = 1;
+  }
+  return 0;
+}
+
+void hs_unwind_snapshot(struct hs_modsnap *s) {
+  s->n = 0;
+  s->full = 0;
+  dl_iterate_phdr(snap_module, s);
+}
+
+/* The ranges of before that are not loaded now join the gone ones (under
+ * miss_lock). */
+static void note_gone(const struct hs_modsnap *before) {
+  struct hs_modsnap now;
+  hs_unwind_snapshot(&now);
+  if (before->full || now.full) atomic_store(&gone_overflow, 1);
+  for (int i = 0; i < before->n; i++) {
+    int still = 0, known = 0, n = atomic_load(&ngone_ranges);
+    for (int j = 0; j < now.n && !still; j++) still = now.lo[j] == before->lo[i] && now.hi[j] == before->hi[i];
+    for (int j = 0; j < n && !still && !known; j++) known = gone_lo[j] == before->lo[i] && gone_hi[j] == before->hi[i];
+    if (still || known) continue;
+    if (n == MAX_GONE) {
+      atomic_store(&gone_overflow, 1);
+      continue;
+    }
+    gone_lo[n] = before->lo[i];
+    gone_hi[n] = before->hi[i];
+    atomic_store(&ngone_ranges, n + 1); /* published after the entry */
+  }
+}
+
+static int in_gone_range(void *const *buf, int n) {
+  if (atomic_load_explicit(&gone_overflow, memory_order_relaxed)) return 1;
+  int g = atomic_load_explicit(&ngone_ranges, memory_order_acquire);
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < g; j++)
+      if ((uintptr_t)buf[i] >= gone_lo[j] && (uintptr_t)buf[i] < gone_hi[j]) return 1;
+  return 0;
+}
+
 struct still_arg {
   const struct module *m;
   int found;
@@ -506,9 +568,16 @@ static int still_loaded(struct dl_phdr_info *info, size_t size, void *p) {
  * stays: the code did not move. Flushing everything made a program that
  * loads and unloads a plugin 2,000 times 3.5x slower (every module's CFI
  * read again after each cycle); most dlcloses unload nothing at all. */
-static void hs_unwind_flush_cancel_off(void) {
-  if (!cache) return;
+static void hs_unwind_flush_cancel_off(const struct hs_modsnap *before) {
+  /* libunwind's own caches: the fallback's, and the only unwinder with
+   * fast_unwind=0 (its fast trace's cache is not among them: note_gone) */
+  unw_flush_cache(unw_local_addr_space, 0, 0);
   hs_lock(&miss_lock);
+  note_gone(before);
+  if (!cache) {
+    hs_unlock(&miss_lock);
+    return;
+  }
   int saved = hs_in_agent;
   hs_in_agent = 1;
   uintptr_t gone_lo[MAX_MODULES], gone_hi[MAX_MODULES];
@@ -544,9 +613,9 @@ static void hs_unwind_flush_cancel_off(void) {
   hs_unlock(&miss_lock);
 }
 
-void hs_unwind_flush(void) {
+void hs_unwind_flush(const struct hs_modsnap *before) {
   int cs = hs_cancel_off();
-  hs_unwind_flush_cancel_off();
+  hs_unwind_flush_cancel_off(before);
   hs_cancel_restore(cs);
 }
 
@@ -579,10 +648,28 @@ static HS_COLD int stack_bounds(void) {
   return r;
 }
 
+
+static int step_backtrace(void **buf, int want) {
+  unw_context_t ctx;
+  unw_cursor_t cur;
+  if (unw_getcontext(&ctx) || unw_init_local(&cur, &ctx)) return 0;
+  int n = 0;
+  while (n < want && unw_step(&cur) > 0) {
+    unw_word_t ip;
+    if (unw_get_reg(&cur, UNW_REG_IP, &ip) || !ip) break;
+    buf[n++] = (void *)ip;
+  }
+  return n;
+}
+
 static unsigned slow_unwind(uintptr_t *frames, unsigned max) {
   void *buf[HS_MAX_FRAMES + 16];
   unsigned want = max + 8 > HS_MAX_FRAMES + 16 ? HS_MAX_FRAMES + 16 : max + 8;
   int n = unw_backtrace(buf, (int)want);
+  if (n > 0 && HS_UNLIKELY(atomic_load_explicit(&ngone_ranges, memory_order_relaxed) ||
+                           atomic_load_explicit(&gone_overflow, memory_order_relaxed)) &&
+      in_gone_range(buf, n))
+    n = step_backtrace(buf, (int)want);
   if (n <= 0) return 0;
   int skip = 0;
   while (skip < n && (uintptr_t)buf[skip] >= hs_self_text_start && (uintptr_t)buf[skip] < hs_self_text_end) skip++;

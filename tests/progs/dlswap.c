@@ -60,6 +60,9 @@ void *lib_alloc(int n) {
 #include <stdio.h>
 #include <string.h>
 int main(int argc, char **argv) {
+  /* -leak: also leak one block through each library it loads */
+  int leak = argc > 1 && !strcmp(argv[1], "-leak");
+  if (leak) argv++, argc--;
   for (int round = 0; round < 20; round++)
     for (int l = 1; l < argc; l++) {
       void *h = dlopen(argv[l], RTLD_NOW);
@@ -69,6 +72,7 @@ int main(int argc, char **argv) {
       }
       void *(*f)(int) = (void *(*)(int))dlsym(h, "lib_alloc");
       for (int i = 0; i < 1000; i++) free(f(16 + i % 64));
+      if (leak) f(8);
       dlclose(h);
     }
   /* nothing of the unloaded libraries may stay mapped */
