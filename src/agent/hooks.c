@@ -617,10 +617,13 @@ DEL(_ZdaPvSt11align_val_tRKSt9nothrow_t, size_t al, NOTHROW_T t) { (void)al; (vo
 HS_EXPORT int dlclose(void *handle) {
   static int (*real_dlclose)(void *);
   if (!real_dlclose) real_dlclose = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
-  struct hs_modsnap before; /* 4 KiB of the caller's stack */
-  hs_unwind_snapshot(&before);
+  /* what was loaded before, to tell what this unloads (mapped: 4 KiB is
+   * too much for the stack of a thread created small) */
+  struct hs_modsnap *before = hs_mmap(sizeof *before);
+  if (before) hs_unwind_snapshot(before);
   int r = real_dlclose(handle);
-  hs_unwind_flush(&before);
+  hs_unwind_flush(before);
+  if (before) hs_munmap(before, sizeof *before);
   return r;
 }
 

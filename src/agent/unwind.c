@@ -499,7 +499,7 @@ void hs_unwind_atfork_child(void) {
  * unblocks signals around each frame's lookup), so only those captures.
  * Ranges are added, never removed (the same range again is not added). */
 #define MAX_GONE 128
-static uintptr_t gone_lo[MAX_GONE], gone_hi[MAX_GONE];
+static uintptr_t unl_lo[MAX_GONE], unl_hi[MAX_GONE];
 static atomic_int ngone_ranges;
 static atomic_int gone_overflow; /* more than MAX_GONE: every libunwind capture is walked again */
 
@@ -515,29 +515,39 @@ static int snap_module(struct dl_phdr_info *info, size_t size, void *p) {
   return 0;
 }
 
-void hs_unwind_snapshot(struct hs_modsnap *s) {
+static void snapshot(struct hs_modsnap *s) {
   s->n = 0;
   s->full = 0;
   dl_iterate_phdr(snap_module, s);
 }
 
+/* Under miss_lock, which fork takes first (atfork_prepare): a child forked
+ * while this thread was inside dl_iterate_phdr would find the loader's
+ * lock held for good (forkrace hung in 3 runs of 6). */
+void hs_unwind_snapshot(struct hs_modsnap *s) {
+  hs_lock(&miss_lock);
+  snapshot(s);
+  hs_unlock(&miss_lock);
+}
+
 /* The ranges of before that are not loaded now join the gone ones (under
  * miss_lock). */
 static void note_gone(const struct hs_modsnap *before) {
-  struct hs_modsnap now;
-  hs_unwind_snapshot(&now);
+  static struct hs_modsnap now; /* under miss_lock; 4 KiB off the caller's stack */
+  if (!before) return;
+  snapshot(&now);
   if (before->full || now.full) atomic_store(&gone_overflow, 1);
   for (int i = 0; i < before->n; i++) {
     int still = 0, known = 0, n = atomic_load(&ngone_ranges);
     for (int j = 0; j < now.n && !still; j++) still = now.lo[j] == before->lo[i] && now.hi[j] == before->hi[i];
-    for (int j = 0; j < n && !still && !known; j++) known = gone_lo[j] == before->lo[i] && gone_hi[j] == before->hi[i];
+    for (int j = 0; j < n && !still && !known; j++) known = unl_lo[j] == before->lo[i] && unl_hi[j] == before->hi[i];
     if (still || known) continue;
     if (n == MAX_GONE) {
       atomic_store(&gone_overflow, 1);
       continue;
     }
-    gone_lo[n] = before->lo[i];
-    gone_hi[n] = before->hi[i];
+    unl_lo[n] = before->lo[i];
+    unl_hi[n] = before->hi[i];
     atomic_store(&ngone_ranges, n + 1); /* published after the entry */
   }
 }
@@ -547,7 +557,7 @@ static int in_gone_range(void *const *buf, int n) {
   int g = atomic_load_explicit(&ngone_ranges, memory_order_acquire);
   for (int i = 0; i < n; i++)
     for (int j = 0; j < g; j++)
-      if ((uintptr_t)buf[i] >= gone_lo[j] && (uintptr_t)buf[i] < gone_hi[j]) return 1;
+      if ((uintptr_t)buf[i] >= unl_lo[j] && (uintptr_t)buf[i] < unl_hi[j]) return 1;
   return 0;
 }
 
@@ -580,7 +590,7 @@ static void hs_unwind_flush_cancel_off(const struct hs_modsnap *before) {
   }
   int saved = hs_in_agent;
   hs_in_agent = 1;
-  uintptr_t gone_lo[MAX_MODULES], gone_hi[MAX_MODULES];
+  static uintptr_t gone_lo[MAX_MODULES], gone_hi[MAX_MODULES]; /* under miss_lock: 8 KiB off the caller's stack */
   int ngone = 0, kept = 0;
   for (int i = 0; i < nmodules; i++) {
     struct still_arg a = {&modules[i], 0};
