@@ -488,14 +488,12 @@ void hs_unwind_atfork_child(void) {
   hs_unlock(&us_lock);
 }
 
-/* Is module m still loaded, at the same place? */
-
 /* Where code was unloaded. unw_backtrace keeps a per-thread cache of rules
  * by address (libunwind's fast trace) that nothing flushes: a library
  * loaded where an unloaded one had been got one-frame stacks from it on
  * every capture (with fast_unwind=0, or through the fallback). A capture
  * with a frame in such a range is walked again with unw_step, whose caches
- * unw_flush_cache does empty: about 25 times slower (libunwind blocks and
+ * unw_flush_cache does empty: 27 times slower (libunwind blocks and
  * unblocks signals around each frame's lookup), so only those captures.
  * Ranges are added, never removed (the same range again is not added). */
 #define MAX_GONE 128
@@ -561,6 +559,7 @@ static int in_gone_range(void *const *buf, int n) {
   return 0;
 }
 
+/* Is module m still loaded, at the same place? */
 struct still_arg {
   const struct module *m;
   int found;
@@ -657,7 +656,6 @@ static HS_COLD int stack_bounds(void) {
   hs_cancel_restore(cs);
   return r;
 }
-
 
 static int step_backtrace(void **buf, int want) {
   unw_context_t ctx;
