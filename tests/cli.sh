@@ -244,6 +244,18 @@ end
 
 # A program LD_PRELOAD cannot reach runs as it is, with a warning that says
 # why there will be no report (before, nothing at all was printed).
+begin "fork() in a signal handler that interrupted the agent: no hang, in either mode"
+gcc -O1 -g -o "$WORK/forksig" "$ROOT/tests/progs/forksig.c"
+for mode in "" "--mode=sample"; do
+  bad=0
+  for i in 1 2 3 4 5; do
+    out=$(T=30 with_timeout "$HS" run $mode -- "$WORK/forksig" 2>/dev/null); rc=$?
+    [ "$rc" = 0 ] && printf '%s' "$out" | grep -Eq '^forks (2[0-9][0-9]) reaped \1$' || bad=$((bad + 1))
+  done
+  expect_eq "runs hung or wrong with '$mode'" 0 "$bad"
+done
+end
+
 begin "a statically linked program: a warning, the program runs"
 printf 'int main(void) { return 5; }\n' >"$WORK/st.c"
 gcc -static -o "$WORK/st" "$WORK/st.c" || fail "cannot build a static program"

@@ -28,12 +28,17 @@ static atomic_int reporter_tid;
 static atomic_int handler_state, handler_tid;
 #define HS_EXIT_BARRIERS 15
 
+/* A lock this thread held already (fork in a signal handler that
+ * interrupted it inside the agent) is neither waited for nor released: see
+ * hs_fork_prepare_begin in hs.h. */
 static void atfork_prepare(void) {
+  hs_fork_prepare_begin();
   hs_threads_lock();
   hs_depot_lock();
   hs_unwind_atfork_prepare();
   hs_table_lock_all();
   hs_arena_atfork_prepare();
+  hs_fork_prepare_end();
 }
 static void atfork_parent(void) {
   hs_arena_atfork_release();
@@ -41,15 +46,20 @@ static void atfork_parent(void) {
   hs_unwind_atfork_parent();
   hs_depot_unlock();
   hs_threads_unlock();
+  hs_fork_done();
 }
 static void atfork_child(void) {
   hs_arena_atfork_release();
   hs_table_unlock_all();
   hs_unwind_atfork_child();
-  hs_depot_after_fork_child();
+  /* The depot's and the thread list's tidying for the child assume their
+   * lists whole: not when the interrupted frame below was changing them
+   * (then the child keeps the parent's other threads' entries). */
+  if (!hs_fork_held_before_depot()) hs_depot_after_fork_child();
   hs_depot_unlock();
-  hs_threads_after_fork_child();
+  if (!hs_threads_lock_held_before_fork()) hs_threads_after_fork_child();
   hs_threads_unlock();
+  hs_fork_done();
   my_pid = getpid();
   atomic_store(&reported, 0);
   atomic_store(&handler_state, 0);
@@ -360,6 +370,12 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
 static void hs_report_at_exit_cancel_off(int status, uintptr_t sp) {
   if (!atomic_load(&hs_active) || getpid() != my_pid) return; /* vfork child: not ours */
   exit_begin();
+  if (hs_loader_depth) {
+    hs_warn("the process ends in a signal handler that interrupted the agent inside the dynamic loader "
+            "(pid %d): no report, which would wait for the loader's lock this thread holds",
+            (int)getpid());
+    return;
+  }
   int z = 0;
   if (!atomic_compare_exchange_strong(&reported, &z, 1)) {
     /* Another thread is writing the report and this one is in _exit:

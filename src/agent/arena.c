@@ -24,6 +24,27 @@ static char *bump_cur, *bump_end;
 HS_TLS int hs_exit_thread;
 atomic_int hs_lock_taken_over;
 
+#define FORK_HELD 16
+static HS_TLS int in_prefork;
+static HS_TLS const hs_lock_t *fork_held[FORK_HELD];
+static HS_TLS int nfork_held;
+
+void hs_fork_prepare_begin(void) {
+  in_prefork = 1;
+  nfork_held = 0;
+}
+void hs_fork_prepare_end(void) { in_prefork = 0; }
+int hs_fork_held_before(const hs_lock_t *l) {
+  for (int i = 0; i < nfork_held; i++)
+    if (fork_held[i] == l) return 1;
+  return 0;
+}
+void hs_fork_release(hs_lock_t *l) {
+  if (HS_UNLIKELY(nfork_held) && hs_fork_held_before(l)) return;
+  hs_unlock(l);
+}
+void hs_fork_done(void) { nfork_held = 0; }
+
 void hs_lock_slow(hs_lock_t *l) {
   uintptr_t self = hs_lock_self();
   for (unsigned spins = 0;; spins++) {
@@ -35,6 +56,11 @@ void hs_lock_slow(hs_lock_t *l) {
      * is a frame below a signal handler that called exit (hs.h). */
     if (v == self && hs_exit_thread) {
       atomic_store(&hs_lock_taken_over, 1); /* the leak check tidies up after it */
+      return;
+    }
+    /* fork() in a signal handler that interrupted this thread holding l */
+    if (v == self && in_prefork) {
+      if (nfork_held < FORK_HELD) fork_held[nfork_held++] = l;
       return;
     }
     if (spins < 64)
@@ -170,6 +196,6 @@ void hs_arena_atfork_prepare(void) {
   hs_lock(&ranges_lock);
 }
 void hs_arena_atfork_release(void) {
-  hs_unlock(&ranges_lock);
-  hs_unlock(&bump_lock);
+  hs_fork_release(&ranges_lock);
+  hs_fork_release(&bump_lock);
 }

@@ -320,4 +320,5 @@ void hs_depot_alloc_stats(uint32_t id, uint64_t *count_fp, uint64_t *bytes) {
 
 uint32_t hs_depot_count(void) { return atomic_load_explicit(&count, memory_order_acquire); }
 void hs_depot_lock(void) { hs_lock(&lock); }
-void hs_depot_unlock(void) { hs_unlock(&lock); }
+void hs_depot_unlock(void) { hs_fork_release(&lock); }
+int hs_fork_held_before_depot(void) { return hs_fork_held_before(&lock); }

@@ -152,6 +152,26 @@ static inline void hs_lock(hs_lock_t *l) {
   hs_lock_slow(l);
 }
 static inline void hs_unlock(hs_lock_t *l) { atomic_store_explicit(&l->v, 0, memory_order_release); }
+/* fork() called by a signal handler that interrupted its thread inside the
+ * agent with a lock held: the atfork handlers must not wait for that lock
+ * (the holder is a frame below them: every run of tests/progs/forksig.c
+ * hung), and must not release it either (the holder goes on with it when
+ * the handler returns, in the parent and in the child). Between
+ * hs_fork_prepare_begin and _end, hs_lock skips a lock this thread holds
+ * and remembers it; hs_fork_release leaves such a lock held (else it
+ * unlocks), and hs_fork_done forgets them. */
+void hs_fork_prepare_begin(void);
+void hs_fork_prepare_end(void);
+void hs_fork_release(hs_lock_t *l);
+int hs_fork_held_before(const hs_lock_t *l);
+void hs_fork_done(void);
+/* Inside the agent's own calls into the dynamic loader (dl_iterate_phdr,
+ * dlopen, libunwind's walks), which hold its locks: a signal handler that
+ * interrupted them and ends the process (exit, or _exit in a child it
+ * forked) cannot load the report library, read the module list or unwind
+ * a frame without a rule: it would wait for a lock its own thread holds.
+ * The exit report is skipped then, with a warning (unwind.c). */
+extern HS_TLS int hs_loader_depth;
 
 /* Agent work that reaches a cancellation point (open, read, close: /proc,
  * libdw reading a module's CFI, the reports) runs with cancellation off: a
@@ -185,6 +205,7 @@ void hs_depot_alloc_stats(uint32_t id, uint64_t *count_fp, uint64_t *bytes);
 void hs_depot_thread_exit(void);
 void hs_depot_after_fork_child(void);
 void hs_depot_lock(void);
+int hs_fork_held_before_depot(void); /* the depot's lock was this thread's before fork's prepare */
 void hs_depot_unlock(void);
 
 /* ---- unwind.c: capture the current call stack ------------------------- */
@@ -370,6 +391,7 @@ void hs_threads_snapshot_free(struct hs_report_thread *t, size_t n);
 uint64_t hs_threads_seq(void);
 void hs_threads_after_fork_child(void);
 void hs_threads_lock(void);
+int hs_threads_lock_held_before_fork(void); /* the same for the thread list's lock */
 void hs_threads_unlock(void);
 struct hs_thread *hs_threads_list(void);
 

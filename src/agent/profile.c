@@ -115,7 +115,9 @@ void *hs_report_lib(void) {
   hs_snprintf(path + dir, sizeof path - dir, "%slibheapscope_report.so", dir ? "/" : "");
   int saved = hs_in_agent;
   hs_in_agent = 1;
+  hs_loader_depth++;
   handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  hs_loader_depth--;
   if (!handle) hs_warn("cannot load %s (%s)", path, dlerror());
   hs_in_agent = saved;
   return handle;

@@ -196,7 +196,7 @@ void hs_table_lock_all(void) {
   for (unsigned i = 0; i < NSHARDS; i++) hs_lock(&shards[i].lock);
 }
 void hs_table_unlock_all(void) {
-  for (unsigned i = 0; i < NSHARDS; i++) hs_unlock(&shards[i].lock);
+  for (unsigned i = 0; i < NSHARDS; i++) hs_fork_release(&shards[i].lock);
 }
 
 void hs_table_foreach(void (*fn)(uintptr_t, uint64_t, void *), void *arg) {

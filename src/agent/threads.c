@@ -29,7 +29,8 @@ static atomic_ulong thread_seq;
 static size_t ndead;
 
 void hs_threads_lock(void) { hs_lock(&threads_lock); }
-void hs_threads_unlock(void) { hs_unlock(&threads_lock); }
+void hs_threads_unlock(void) { hs_fork_release(&threads_lock); }
+int hs_threads_lock_held_before_fork(void) { return hs_fork_held_before(&threads_lock); }
 struct hs_thread *hs_threads_list(void) { return threads; }
 uint64_t hs_threads_seq(void) { return atomic_load(&thread_seq); }
 

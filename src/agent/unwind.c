@@ -25,6 +25,8 @@
 
 uintptr_t hs_self_text_start, hs_self_text_end;
 int hs_fast_unwind = 1;
+HS_TLS int hs_loader_depth;
+#define IN_LOADER(call) (hs_loader_depth++, (call), hs_loader_depth--)
 
 /* ---- rules ----------------------------------------------------------- */
 /* A rule, packed in 64 bits (0 = not computable):
@@ -133,7 +135,9 @@ static struct {
 static int load_libdw(void) {
   if (dw.state) return dw.state > 0;
   dw.state = -1;
-  void *e = dlopen("libelf.so.1", RTLD_NOW | RTLD_LOCAL), *d = dlopen("libdw.so.1", RTLD_NOW | RTLD_LOCAL);
+  void *e, *d;
+  IN_LOADER(e = dlopen("libelf.so.1", RTLD_NOW | RTLD_LOCAL));
+  IN_LOADER(d = dlopen("libdw.so.1", RTLD_NOW | RTLD_LOCAL));
   if (!e || !d) return 0;
   dw.elf_version = (unsigned (*)(unsigned))dlsym(e, "elf_version");
   dw.elf_begin = (Elf * (*)(int, Elf_Cmd, Elf *)) dlsym(e, "elf_begin");
@@ -153,7 +157,7 @@ static int load_libdw(void) {
 
 static struct module *module_for(uintptr_t pc) {
   struct find_arg a = {.pc = pc};
-  dl_iterate_phdr(find_module, &a);
+  IN_LOADER(dl_iterate_phdr(find_module, &a));
   if (!a.found || !strchr(a.name, '/')) return NULL; /* the vdso has no file */
   for (int i = 0; i < nmodules; i++)
     if (modules[i].base == a.base && !strcmp(modules[i].name, a.name)) return modules[i].cfi ? &modules[i] : NULL;
@@ -480,9 +484,9 @@ static inline uint64_t rule_for(uintptr_t pc) {
  * it held for good and spin at its first miss. Taken before the table's and
  * the arena's locks (a miss allocates through libdw, which takes those). */
 void hs_unwind_atfork_prepare(void) { hs_lock(&miss_lock); }
-void hs_unwind_atfork_parent(void) { hs_unlock(&miss_lock); }
+void hs_unwind_atfork_parent(void) { hs_fork_release(&miss_lock); }
 void hs_unwind_atfork_child(void) {
-  hs_unlock(&miss_lock);
+  hs_fork_release(&miss_lock);
   /* The free list of thread states, taken and given back without waiting:
    * whoever held its lock is not in the child. */
   hs_unlock(&us_lock);
@@ -516,7 +520,7 @@ static int snap_module(struct dl_phdr_info *info, size_t size, void *p) {
 static void snapshot(struct hs_modsnap *s) {
   s->n = 0;
   s->full = 0;
-  dl_iterate_phdr(snap_module, s);
+  IN_LOADER(dl_iterate_phdr(snap_module, s));
 }
 
 /* Under miss_lock, which fork takes first (atfork_prepare): a child forked
@@ -593,7 +597,7 @@ static void hs_unwind_flush_cancel_off(const struct hs_modsnap *before) {
   int ngone = 0, kept = 0;
   for (int i = 0; i < nmodules; i++) {
     struct still_arg a = {&modules[i], 0};
-    dl_iterate_phdr(still_loaded, &a);
+    IN_LOADER(dl_iterate_phdr(still_loaded, &a));
     if (a.found) {
       modules[kept++] = modules[i];
       continue;
@@ -673,11 +677,12 @@ static int step_backtrace(void **buf, int want) {
 static unsigned slow_unwind(uintptr_t *frames, unsigned max) {
   void *buf[HS_MAX_FRAMES + 16];
   unsigned want = max + 8 > HS_MAX_FRAMES + 16 ? HS_MAX_FRAMES + 16 : max + 8;
-  int n = unw_backtrace(buf, (int)want);
+  int n;
+  IN_LOADER(n = unw_backtrace(buf, (int)want));
   if (n > 0 && HS_UNLIKELY(atomic_load_explicit(&ngone_ranges, memory_order_relaxed) ||
                            atomic_load_explicit(&gone_overflow, memory_order_relaxed)) &&
       in_gone_range(buf, n))
-    n = step_backtrace(buf, (int)want);
+    IN_LOADER(n = step_backtrace(buf, (int)want));
   if (n <= 0) return 0;
   int skip = 0;
   while (skip < n && (uintptr_t)buf[skip] >= hs_self_text_start && (uintptr_t)buf[skip] < hs_self_text_end) skip++;
