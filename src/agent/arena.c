@@ -143,7 +143,7 @@ int hs_mmove(void *from, size_t size, size_t len, void *to) {
 void *hs_alloc(size_t size) {
   size = (size + 15) & ~(size_t)15;
   if (size > BUMP_CHUNK / 4) return hs_mmap(size);
-  hs_lock(&bump_lock);
+  if (!hs_lock_unless_mine(&bump_lock)) return hs_mmap(size); /* a signal handler's, below which this thread holds it */
   if (!bump_cur || (size_t)(bump_end - bump_cur) < size) {
     char *c = hs_mmap(BUMP_CHUNK);
     if (!c) {

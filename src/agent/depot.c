@@ -99,7 +99,7 @@ static inline struct entry *index_find(struct index *x, uint32_t h, const uintpt
 
 static int init(void) {
   if (atomic_load_explicit(&ready, memory_order_acquire)) return 1;
-  hs_lock(&lock);
+  if (!hs_lock_unless_mine(&lock)) return 0;
   if (!atomic_load_explicit(&index_now, memory_order_relaxed))
     atomic_store_explicit(&index_now, index_new(INDEX_MIN_BITS), memory_order_release);
   int ok = atomic_load_explicit(&index_now, memory_order_relaxed) != NULL;
@@ -115,7 +115,7 @@ static inline uint32_t depot_put(const uintptr_t *frames, unsigned n, unsigned s
   struct entry *e = index_find(atomic_load_explicit(&index_now, memory_order_acquire), h, frames, n, st);
   if (e) return e->id;
 
-  hs_lock(&lock);
+  if (HS_UNLIKELY(!hs_lock_unless_mine(&lock))) return HS_STACK_NONE; /* a signal handler's, below which this thread holds it */
   struct index *x = atomic_load_explicit(&index_now, memory_order_relaxed);
   if ((e = index_find(x, h, frames, n, st))) {
     hs_unlock(&lock);

@@ -307,25 +307,65 @@ static inline int is_agent_block(uint64_t meta) {
   return (meta & HS_META_IGNORED) && hs_meta_stack(meta) == HS_STACK_NONE;
 }
 
-static HS_COLD void forget(void *p) {
+/* Returns hs_table_remove's answer: -1 when the block cannot leave the
+ * table now (a signal handler's free, below which this thread holds the
+ * shard's lock). */
+static HS_COLD int forget(void *p) {
   uint64_t meta;
-  if (hs_table_remove((uintptr_t)p, &meta) && !is_agent_block(meta)) account((long)hs_meta_size(meta), 1, 0);
+  int r = hs_table_remove((uintptr_t)p, &meta);
+  if (r > 0 && !is_agent_block(meta)) account((long)hs_meta_size(meta), 1, 0);
+  return r;
 }
 
-static HS_COLD void forget_sampled(void *p) {
+static HS_COLD int forget_sampled(void *p) {
   uint64_t meta;
-  if (hs_table_remove((uintptr_t)p, &meta)) hs_filter_del((uintptr_t)p);
+  int r = hs_table_remove((uintptr_t)p, &meta);
+  if (r > 0) hs_filter_del((uintptr_t)p);
+  return r;
 }
+
+/* Frees that a signal handler made while its thread held the table's lock
+ * below it: the block can leave the table only once that frame has let go,
+ * and must not go back to glibc before. Finished at the thread's next
+ * call into the agent's slow paths; past DEFERRED of them a block is kept
+ * for good (a leak of the agent's, never a wrong report). A set low bit:
+ * glibc has the block already (the single-threaded free), only the table
+ * entry is left. */
+#define DEFERRED 16
+static HS_TLS uintptr_t deferred[DEFERRED];
+static HS_TLS unsigned ndeferred;
+static HS_COLD void defer_free(uintptr_t p) {
+  if (ndeferred < DEFERRED) deferred[ndeferred++] = p;
+}
+static HS_COLD void finish_deferred(void) {
+  for (unsigned k = ndeferred; k--;) {
+    uintptr_t d = deferred[k];
+    void *p = (void *)(d & ~(uintptr_t)1);
+    int r = hs_sampling ? forget_sampled(p) : forget(p);
+    if (r < 0) return; /* still below the holder (a handler within a handler) */
+    ndeferred = k;
+    if (!(d & 1)) {
+      in_glibc = 1;
+      hs_real.free(p);
+      in_glibc = 0;
+    }
+  }
+}
+#define FINISH_DEFERRED()                    \
+  do {                                       \
+    if (HS_UNLIKELY(ndeferred)) finish_deferred(); \
+  } while (0)
 
 /* The block must leave the table before the memory returns to the
- * allocator: another thread may be handed the same address at once. */
-static inline void on_free(void *p) {
-  if (!atomic_load_explicit(&hs_active, memory_order_relaxed)) return;
+ * allocator: another thread may be handed the same address at once.
+ * Returns 0, or -1 when it cannot leave it now (defer_free). */
+static inline int on_free(void *p) {
+  if (!atomic_load_explicit(&hs_active, memory_order_relaxed)) return 0;
   if (hs_sampling) {
-    if (HS_UNLIKELY(!hs_filter_clean((uintptr_t)p))) forget_sampled(p);
-    return;
+    if (HS_UNLIKELY(!hs_filter_clean((uintptr_t)p))) return forget_sampled(p) < 0 ? -1 : 0;
+    return 0;
   }
-  forget(p);
+  return forget(p) < 0 ? -1 : 0;
 }
 
 #define ENSURE_REAL()                                                                  \
@@ -347,6 +387,7 @@ static HS_COLD void *malloc_slow(size_t size) {
     hs_until_sample = HS_COUNTDOWN_UNSET; /* a sample would draw a new countdown: stay off the fast path */
     return e;
   }
+  FINISH_DEFERRED();
   void *p = GLIBC(hs_real.malloc(size));
   on_alloc(p, size);
   return p;
@@ -411,11 +452,15 @@ static HS_COLD void free_slow(void *p) {
     in_glibc = 1; /* hs_real.free is void: no GLIBC() */
     hs_real.free(p);
     in_glibc = 0;
-    forget(p);
+    if (forget(p) < 0) defer_free((uintptr_t)p | 1);
     pending_forget = NULL;
     return;
   }
-  on_free(p);
+  FINISH_DEFERRED();
+  if (HS_UNLIKELY(on_free(p) < 0)) {
+    defer_free((uintptr_t)p);
+    return;
+  }
   in_glibc = 1;
   hs_real.free(p);
   in_glibc = 0;
@@ -464,6 +509,17 @@ static void *do_realloc(void *old, size_t size) {
   int active = atomic_load_explicit(&hs_active, memory_order_relaxed);
   if (active && (!hs_sampling || !hs_filter_clean((uintptr_t)old)))
     had = hs_table_remove((uintptr_t)old, &meta);
+  if (HS_UNLIKELY(had < 0)) {
+    /* A signal handler's realloc, below which this thread holds the
+     * table's lock: old cannot leave the table now, nor go back to glibc. */
+    void *p = GLIBC(hs_real.malloc(size ? size : 1));
+    if (!p) return NULL;
+    size_t have = hs_real.malloc_usable_size(old);
+    memcpy(p, old, have < size ? have : size);
+    defer_free((uintptr_t)old);
+    on_alloc(p, size);
+    return p;
+  }
   void *p = GLIBC(hs_real.realloc(old, size));
   if (!p && size) {
     if (had) hs_table_insert((uintptr_t)old, meta); /* old block is still live */

@@ -152,6 +152,18 @@ static inline void hs_lock(hs_lock_t *l) {
   hs_lock_slow(l);
 }
 static inline void hs_unlock(hs_lock_t *l) { atomic_store_explicit(&l->v, 0, memory_order_release); }
+/* hs_lock, unless this very thread holds l: then 0 at once. A signal
+ * handler that calls malloc or free (common, if not async-signal-safe) may
+ * interrupt its thread inside the agent with a lock held; waiting for the
+ * frame below it would never end (tests/progs/sigmalloc.c hung on every
+ * run). The callers do without: a block left untracked, a free deferred,
+ * no stack. (The exit report's takeover stays hs_lock's.) */
+static inline int hs_lock_unless_mine(hs_lock_t *l) {
+  if (HS_LIKELY(hs_trylock(l))) return 1;
+  if (atomic_load_explicit(&l->v, memory_order_relaxed) == hs_lock_self() && !hs_exit_thread) return 0;
+  hs_lock_slow(l);
+  return 1;
+}
 /* fork() called by a signal handler that interrupted its thread inside the
  * agent with a lock held: the atfork handlers must not wait for that lock
  * (the holder is a frame below them: every run of tests/progs/forksig.c
@@ -246,8 +258,11 @@ static inline uint64_t hs_meta(size_t size, uint32_t stack) {
 static inline size_t hs_meta_size(uint64_t m) { return (size_t)(m >> HS_META_SIZE_SHIFT); }
 static inline uint32_t hs_meta_stack(uint64_t m) { return (uint32_t)(m & HS_MAX_STACK_ID); }
 
+/* Not inserted (the block stays untracked) when this thread holds the
+ * shard's lock below a signal handler. */
 void hs_table_insert(uintptr_t addr, uint64_t meta);
-/* Removes addr; returns 1 and its meta when it was live. */
+/* Removes addr: 1 removed (*meta set), 0 not there, -1 not now: this thread holds the
+ * shard's lock below a signal handler (hs_lock_unless_mine). */
 int hs_table_remove(uintptr_t addr, uint64_t *meta);
 void hs_table_prefetch(uintptr_t addr);
 int hs_table_lookup(uintptr_t addr, uint64_t *meta);

@@ -52,7 +52,7 @@ static int grow(struct shard *s) {
 void hs_table_insert(uintptr_t addr, uint64_t meta) {
   uint64_t h = mix(addr);
   struct shard *s = shard_for(addr);
-  hs_lock(&s->lock);
+  if (HS_UNLIKELY(!hs_lock_unless_mine(&s->lock))) return;
   if ((s->count + 1) * 4 > s->cap * 3 && grow(s)) {
     hs_unlock(&s->lock);
     static atomic_int warned;
@@ -81,7 +81,7 @@ void hs_table_prefetch(uintptr_t addr) {
 int hs_table_remove(uintptr_t addr, uint64_t *meta) {
   uint64_t h = mix(addr);
   struct shard *s = shard_for(addr);
-  hs_lock(&s->lock);
+  if (HS_UNLIKELY(!hs_lock_unless_mine(&s->lock))) return -1;
   if (!s->cap) {
     hs_unlock(&s->lock);
     return 0;

@@ -268,7 +268,9 @@ static inline uint64_t rules_get(const struct rules *t, uintptr_t pc) {
 }
 
 static HS_COLD uint64_t rule_miss_cancel_off(uintptr_t pc) {
-  hs_lock(&miss_lock);
+  /* 0 (no rule: the capture goes without the cache) in a signal handler
+   * below which this thread holds the lock */
+  if (!hs_lock_unless_mine(&miss_lock)) return 0;
   struct rules *t = atomic_load_explicit(&cache, memory_order_relaxed);
   uint64_t r = rules_get(t, pc); /* another thread may have put it meanwhile */
   if (r) {
@@ -1146,7 +1148,7 @@ static int self_test(void);
 static void run_self_test(void) {
   /* Trust the cache only where it agrees with libunwind: checked at the
    * first capture, not at start-up, so that libdw loads only when needed. */
-  hs_lock(&miss_lock);
+  if (!hs_lock_unless_mine(&miss_lock)) return; /* a signal handler's, inside this very code */
   int run = selftest_pending;
   selftest_pending = 0;
   hs_unlock(&miss_lock);
@@ -1206,6 +1208,9 @@ void hs_unwind_verify_summary(void) {
 
 uint32_t hs_stack_capture(unsigned max) {
   uintptr_t frames[HS_MAX_FRAMES];
+  /* A signal handler that interrupted this thread inside the dynamic
+   * loader or libunwind: both would wait for locks the frame below holds. */
+  if (HS_UNLIKELY(hs_loader_depth)) return HS_STACK_NONE;
   if (HS_UNLIKELY(selftest_pending)) run_self_test();
   /* A signal handler's capture inside a capture does without the cache. */
   struct ustate *u = us;
