@@ -512,7 +512,11 @@ static void *do_realloc(void *old, size_t size) {
   if (HS_UNLIKELY(had < 0)) {
     /* A signal handler's realloc, below which this thread holds the
      * table's lock: old cannot leave the table now, nor go back to glibc. */
-    void *p = GLIBC(hs_real.malloc(size ? size : 1));
+    if (!size) { /* glibc frees old and gives NULL */
+      defer_free((uintptr_t)old);
+      return NULL;
+    }
+    void *p = GLIBC(hs_real.malloc(size));
     if (!p) return NULL;
     size_t have = hs_real.malloc_usable_size(old);
     memcpy(p, old, have < size ? have : size);
