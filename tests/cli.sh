@@ -259,13 +259,16 @@ end
 begin "malloc and free in a signal handler that interrupted the agent: no hang"
 gcc -O1 -g -o "$WORK/sigmalloc" "$ROOT/tests/progs/sigmalloc.c"
 bad=0
-for i in 1 2 3 4 5; do
+for i in 1 2 3 4 5 6 7 8; do
   out=$(T=60 with_timeout "$HS" run --leak-check=no -- "$WORK/sigmalloc" 2>/dev/null); rc=$?
   [ "$rc" = 0 ] && [ "$out" = "done 1" ] || bad=$((bad + 1))
 done
 expect_eq "full mode: runs hung or failed" 0 "$bad"
-# Sample mode: no hang. (About 1 run in 30 aborts in glibc itself, whose
-# malloc the handler re-entered: the program's own undefined behaviour,
+# (Full mode also serves a handler that interrupted the agent's own call into
+# glibc's allocator from the agent's pages: re-entering glibc aborted about 1
+# run in 10.) Sample mode: no hang. (About 1 run in 30 aborts in glibc
+# itself, whose malloc the handler re-entered: sample mode's fast paths
+# cannot mark their calls into glibc; the program's own undefined behaviour,
 # made likelier by the agent's allocations in a sampled capture.)
 hung=0
 for i in 1 2 3 4 5; do
