@@ -351,23 +351,26 @@ static HS_TLS unsigned ndeferred;
 static HS_COLD void defer_free(uintptr_t p) {
   if (ndeferred < DEFERRED) deferred[ndeferred++] = p;
 }
-static HS_COLD void finish_deferred(void) {
+static HS_COLD void finish_deferred(int give_back) {
   for (unsigned k = ndeferred; k--;) {
     uintptr_t d = deferred[k];
     void *p = (void *)(d & ~(uintptr_t)1);
     int r = hs_sampling ? forget_sampled(p) : forget(p);
     if (r < 0) return; /* still below the holder (a handler within a handler) */
     ndeferred = k;
-    if (!(d & 1)) {
+    if (give_back && !(d & 1)) {
       in_glibc = 1;
       hs_real.free(p);
       in_glibc = 0;
     }
   }
 }
+void hs_hooks_thread_exit(void) {
+  if (ndeferred) finish_deferred(1);
+}
 #define FINISH_DEFERRED()                    \
   do {                                       \
-    if (HS_UNLIKELY(ndeferred)) finish_deferred(); \
+    if (HS_UNLIKELY(ndeferred)) finish_deferred(1); \
   } while (0)
 
 /* The block must leave the table before the memory returns to the
@@ -443,6 +446,9 @@ void hs_hooks_at_exit(void) {
   void *p = pending_forget;
   pending_forget = NULL;
   if (p) forget(p);
+  /* frees a signal handler made over a held table lock: those blocks are
+   * gone for the program (nothing goes back to glibc now: the process ends) */
+  if (ndeferred) finish_deferred(0);
 }
 
 static HS_COLD void free_slow(void *p) {

@@ -136,6 +136,8 @@ void hs_hooks_at_exit(void);
 /* From now on the process allocates from the agent's own pages and gives
  * nothing back to glibc (hooks.c). */
 void hs_hooks_exit_heap(void);
+/* The thread ends: its deferred frees are finished (hooks.c). */
+void hs_hooks_thread_exit(void);
 /* This thread runs a signal handler (threads.c); may say yes wrongly. */
 int hs_in_signal_handler(void);
 static inline uintptr_t hs_lock_self(void) { return (uintptr_t)&hs_exit_thread; }

@@ -92,6 +92,7 @@ static int reclaimable(const struct hs_thread *t) { return !t->alive && !t->star
  * cancellation). Frames below this point are dead. */
 static void on_thread_exit(void *arg) {
   struct hs_thread *t = arg;
+  hs_hooks_thread_exit();
   hs_depot_thread_exit();
   hs_unwind_thread_exit();
   read_comm(t->tid, t->name);
