@@ -365,13 +365,11 @@ static HS_COLD void finish_deferred(int give_back) {
     }
   }
 }
-void hs_hooks_thread_exit(void) {
-  if (ndeferred) finish_deferred(1);
-}
-#define FINISH_DEFERRED()                    \
-  do {                                       \
+#define FINISH_DEFERRED()                           \
+  do {                                              \
     if (HS_UNLIKELY(ndeferred)) finish_deferred(1); \
   } while (0)
+void hs_hooks_thread_exit(void) { FINISH_DEFERRED(); }
 
 /* The block must leave the table before the memory returns to the
  * allocator: another thread may be handed the same address at once.

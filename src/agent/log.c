@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "hs.h"
@@ -32,11 +33,10 @@ static int log_off;
  * run's own stderr, from the command line tool. */
 static int run_stderr_elsewhere(const struct stat *st) {
   if (!hs_opt.run_stderr || hs_is_root_process()) return 0;
-  unsigned long long dev = 0, ino = 0;
-  const char *s = hs_opt.run_stderr;
-  while (*s >= '0' && *s <= '9') dev = dev * 10 + (unsigned)(*s++ - '0');
-  if (*s++ != ':') return 0;
-  while (*s >= '0' && *s <= '9') ino = ino * 10 + (unsigned)(*s++ - '0');
+  char *end;
+  unsigned long long dev = strtoull(hs_opt.run_stderr, &end, 10);
+  if (*end != ':') return 0;
+  unsigned long long ino = strtoull(end + 1, NULL, 10);
   return (unsigned long long)st->st_dev != dev || (unsigned long long)st->st_ino != ino;
 }
 

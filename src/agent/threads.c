@@ -381,6 +381,16 @@ void hs_threads_after_fork_child(void) {
  * program, a timer or another process? */
 static int is_ours(const siginfo_t *si) { return si && si->si_code == SI_TKILL && si->si_pid == getpid(); }
 
+/* Waits, a second at most, until no thread is inside one of the agent's
+ * signal handlers (*count of them): before its buffers go or the program's
+ * disposition comes back. */
+static void wait_handlers_left(atomic_int *count) {
+  for (int i = 0; i < 1000 && atomic_load(count); i++) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
 /* Runs the program's handler for a signal that reached one of the agent's:
  * the disposition it had before the agent took the signal over. A default
  * or ignored disposition drops it (the program, which did not install a
@@ -663,10 +673,7 @@ static size_t hs_threads_snapshot_cancel_off(struct hs_report_thread **out, int 
   /* A thread that blocks the signal gets it later: keep our handler (it
    * finds nothing to do) rather than let the default action kill it. */
   atomic_store(&dump_active, 0);
-  for (int k = 0; k < 1000 && atomic_load(&dump_in_handler); k++) {
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
+  wait_handlers_left(&dump_in_handler);
   if (all && !dump_kept)
     sigaction(DUMP_SIGNAL, &dump_old, NULL);
   else
@@ -900,10 +907,7 @@ void hs_resume_world(void) {
   futex(&resume_word, FUTEX_WAKE, 0x7fffffff, NULL);
   /* Let handlers leave before the old disposition comes back, so that a
    * late signal never reaches a program handler that does not expect it. */
-  for (int i = 0; i < 1000 && atomic_load(&in_handler); i++) {
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
+  wait_handlers_left(&in_handler);
   /* With a signal still pending, our handler stays (it finds no check and
    * returns): the default action of a real-time signal ends the process,
    * whenever that thread unblocks it. */

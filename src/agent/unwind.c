@@ -556,9 +556,12 @@ static void note_gone(const struct hs_modsnap *before) {
   }
 }
 
-static int in_gone_range(void *const *buf, int n) {
-  if (atomic_load_explicit(&gone_overflow, memory_order_relaxed)) return 1;
+/* Does a frame of buf lie where code was unloaded? (Two loads while
+ * nothing was.) */
+static inline int in_gone_range(void *const *buf, int n) {
+  if (HS_UNLIKELY(atomic_load_explicit(&gone_overflow, memory_order_relaxed))) return 1;
   int g = atomic_load_explicit(&ngone_ranges, memory_order_acquire);
+  if (HS_LIKELY(!g)) return 0;
   for (int i = 0; i < n; i++)
     for (int j = 0; j < g; j++)
       if ((uintptr_t)buf[i] >= unl_lo[j] && (uintptr_t)buf[i] < unl_hi[j]) return 1;
@@ -681,9 +684,7 @@ static unsigned slow_unwind(uintptr_t *frames, unsigned max) {
   unsigned want = max + 8 > HS_MAX_FRAMES + 16 ? HS_MAX_FRAMES + 16 : max + 8;
   int n;
   IN_LOADER(n = unw_backtrace(buf, (int)want));
-  if (n > 0 && HS_UNLIKELY(atomic_load_explicit(&ngone_ranges, memory_order_relaxed) ||
-                           atomic_load_explicit(&gone_overflow, memory_order_relaxed)) &&
-      in_gone_range(buf, n))
+  if (n > 0 && in_gone_range(buf, n))
     IN_LOADER(n = step_backtrace(buf, (int)want));
   if (n <= 0) return 0;
   int skip = 0;
@@ -1169,9 +1170,10 @@ unsigned hs_unwind(uintptr_t *frames, unsigned max) {
 
 /* The walk of fast_unwind with every rule computed afresh from the CFI, no
  * cache at all: verify_unwind=2's reference, which sees a stale rule (after
- * a dlclose) where a walk with the cached rules would repeat it. (libunwind
- * cannot serve: its own caches go stale when another library is loaded at
- * an unloaded one's address.) -1 when a frame has no plain rule. */
+ * a dlclose) where a walk with the cached rules would repeat it. (Not
+ * libunwind: its fast trace caches rules by address too, and slow_unwind
+ * re-walks only captures through unloaded ranges.) -1 when a frame has no
+ * plain rule. */
 static __attribute__((noinline)) int uncached_unwind(uintptr_t *frames, unsigned max) {
   uintptr_t pc, sp, bp;
   __asm__ volatile("mov %%rbp, %2\n\tlea 0(%%rip), %0\n\tmov %%rsp, %1" : "=&r"(pc), "=&r"(sp), "=&r"(bp));
