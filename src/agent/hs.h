@@ -47,6 +47,7 @@
   X(quiet, BOOL, 0, "print nothing unless leaks are found")                    \
   X(fast_unwind, BOOL, 1, "cached .eh_frame unwinder (else libunwind only)")  \
   X(verify_unwind, INT, 0, "check every capture: 1 against a walk without reuse, 2 against one with no cached rule (tests)") \
+  X(stop_ptrace, BOOL, 1, "stop threads for the leak check with ptrace (else signals, which interrupt blocking calls)") \
   X(check_timing, BOOL, 0, "print how long the leak check took, by phase (benchmarks)") \
   X(output, STR, NULL, "directory for profiles written at exit")              \
   X(http, STR, NULL, "serve /debug/pprof/ on ADDR:PORT")                      \
@@ -417,6 +418,8 @@ struct hs_stopped {
   pid_t tid;
   int stopped;              /* handler ran and saved registers */
   int signalled;            /* sent the stop signal (a thread that blocks it is not) */
+  int seized;               /* traced by the ptrace helper (ptrace_stop.c) */
+  int sig;                  /* a signal that stopped it there, handed back at detach */
   uintptr_t sp;
   uintptr_t regs[HS_NGREGS];
 };
@@ -428,6 +431,12 @@ size_t hs_stop_world(struct hs_stopped **out);
  * that reached one of the agent's handlers; 0 when it has none */
 int hs_forward_signal(const struct sigaction *o, int sig, siginfo_t *si, void *uc); /* 1 if a handler ran */
 void hs_resume_world(void);
+/* ptrace_stop.c: the same stop by a ptrace helper, which leaves blocking
+ * calls uninterrupted. begin starts the helper; stop seizes st[from..to)
+ * and fills their registers (-1: refused, use signals); end detaches all. */
+int hs_ptrace_begin(void);
+int hs_ptrace_stop(struct hs_stopped *st, size_t from, size_t to);
+void hs_ptrace_end(void);
 
 /* ---- leakcheck.c ------------------------------------------------------- */
 enum hs_root_kind { HS_ROOT_GLOBAL = 1, HS_ROOT_STACK, HS_ROOT_REGISTER, HS_ROOT_TLS, HS_ROOT_MMAP, HS_ROOT_IGNORED };

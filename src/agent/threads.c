@@ -1,6 +1,7 @@
 /* Threads: a registry of the program's threads (their stacks, alive or
  * ended), kept through an interposed pthread_create, and stop-the-world for
- * the leak check: each other thread is sent a signal whose handler saves its
+ * the leak check: a ptrace helper stops the other threads (ptrace_stop.c),
+ * or, where ptrace is refused, each is sent a signal whose handler saves its
  * registers and waits on a futex until released. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -820,6 +821,27 @@ static size_t list_tids(pid_t *out, size_t cap) {
   return n;
 }
 
+static int by_ptrace; /* this stop is the ptrace helper's */
+
+static void install_stop_handler(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = stop_handler;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigfillset(&sa.sa_mask);
+  atomic_store(&stopping, 1);
+  /* (Once kept, old_action stays the program's disposition from before.) */
+  sigaction(STOP_SIGNAL, &sa, handler_kept ? NULL : &old_action);
+}
+
+static void signal_stop(pid_t pid, size_t i) {
+  /* A thread that blocks the signal would not stop anyway: it is scanned
+   * whole, without waiting 200 ms a round for it. */
+  if (blocks_signal(stopped[i].tid, STOP_SIGNAL)) return;
+  stopped[i].signalled = 1;
+  syscall(SYS_tgkill, pid, stopped[i].tid, STOP_SIGNAL);
+}
+
 size_t hs_stop_world(struct hs_stopped **out) {
   pid_t me = gettid_raw(), pid = getpid();
   /* Room for every thread there is and as many again created meanwhile
@@ -845,18 +867,14 @@ size_t hs_stop_world(struct hs_stopped **out) {
     return 0;
   }
 
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = stop_handler;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART;
-  sigfillset(&sa.sa_mask);
-  atomic_store(&stopping, 1);
-  /* (Once kept, old_action stays the program's disposition from before.) */
-  sigaction(STOP_SIGNAL, &sa, handler_kept ? NULL : &old_action);
+  /* A ptrace helper first (ptrace_stop.c): it leaves the threads' blocking
+   * calls uninterrupted. Where ptrace is refused, signals. */
+  by_ptrace = hs_opt.stop_ptrace && hs_ptrace_begin() == 0;
+  if (!by_ptrace) install_stop_handler();
 
   /* Threads may be created while we work: list again until nothing new. */
   for (int round = 0; round < 4; round++) {
-    size_t n = list_tids(tids, cap), added = 0;
+    size_t n = list_tids(tids, cap), added = 0, first = nstopped;
     if (n > cap) n = cap;
     for (size_t i = 0; i < n; i++) {
       if (tids[i] == me) continue;
@@ -867,14 +885,19 @@ size_t hs_stop_world(struct hs_stopped **out) {
       stopped[nstopped].tid = tids[i];
       stopped[nstopped].stopped = 0;
       stopped[nstopped].signalled = 0;
+      stopped[nstopped].seized = 0;
+      stopped[nstopped].sig = 0;
       atomic_thread_fence(memory_order_seq_cst);
       nstopped++;
       added++;
-      /* A thread that blocks the signal would not stop anyway: it is
-       * scanned whole, without waiting 200 ms a round for it. */
-      if (blocks_signal(tids[i], STOP_SIGNAL)) continue;
-      stopped[nstopped - 1].signalled = 1;
-      syscall(SYS_tgkill, pid, tids[i], STOP_SIGNAL);
+      if (!by_ptrace) signal_stop(pid, nstopped - 1);
+    }
+    if (by_ptrace && added && hs_ptrace_stop(stopped, first, nstopped)) {
+      /* refused on its first thread (traced already, undumpable, a
+       * seccomp policy): nothing is seized; signals for all listed */
+      by_ptrace = 0;
+      install_stop_handler();
+      for (size_t j = 0; j < nstopped; j++) signal_stop(pid, j);
     }
     /* Wait for each thread to park, 200 ms at most in all per round. */
     struct timespec start;
@@ -897,6 +920,11 @@ size_t hs_stop_world(struct hs_stopped **out) {
 }
 
 void hs_resume_world(void) {
+  if (by_ptrace) {
+    hs_ptrace_end();
+    by_ptrace = 0;
+    return;
+  }
   /* A thread signalled that did not stop blocked the signal after it was
    * sent: it is still pending there. */
   int pending = 0;
