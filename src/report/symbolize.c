@@ -195,13 +195,25 @@ static char *file_of(Dwarf_Die *cu, Dwarf_Word idx) {
   return f ? strdup(f) : NULL;
 }
 
+/* The module's file. dwfl_module_info's mainfile is set only once libdw
+ * has opened the ELF file, which the first symbol or line lookup in the
+ * module does: asked before that, it was NULL, and the first frame looked up
+ * in each module of a stripped program had no module in the report (nor
+ * could a suppression match it there). The module's name, as
+ * dwfl_linux_proc_report gave it from /proc/self/maps, is the same path. */
+static const char *module_path(Dwfl_Module *m, Dwarf_Addr *lo, Dwarf_Addr *hi) {
+  const char *mainfile = NULL;
+  const char *name = dwfl_module_info(m, NULL, lo, hi, NULL, NULL, &mainfile, NULL);
+  return mainfile ? mainfile : name;
+}
+
 static int resolve(struct hs_symbolizer *s, uintptr_t addr, struct hs_frame **out) {
   struct hs_frame *fr = calloc(16, sizeof *fr);
   int n = 0, cap = 16;
   if (!fr) return 0;
   Dwfl_Module *m = dwfl_addrmodule(s->dwfl, addr);
   const char *modname = NULL;
-  if (m) dwfl_module_info(m, NULL, NULL, NULL, NULL, NULL, &modname, NULL);
+  if (m) modname = module_path(m, NULL, NULL);
   const char *symname = NULL;
   if (m) {
     GElf_Off off;
@@ -317,7 +329,7 @@ int hs_sym_data(struct hs_symbolizer *s, uintptr_t addr, const char **symbol, co
   *module = NULL;
   Dwfl_Module *m = dwfl_addrmodule(s->dwfl, addr);
   if (!m) return -1;
-  dwfl_module_info(m, NULL, NULL, NULL, NULL, NULL, module, NULL);
+  *module = module_path(m, NULL, NULL);
   GElf_Off off;
   GElf_Sym sym;
   const char *n = dwfl_module_addrinfo(m, addr, &off, &sym, NULL, NULL, NULL);
@@ -331,7 +343,7 @@ int hs_sym_module(struct hs_symbolizer *s, uintptr_t addr, const char **path, ui
   Dwfl_Module *m = dwfl_addrmodule(s->dwfl, addr);
   if (!m) return -1;
   Dwarf_Addr lo, hi;
-  dwfl_module_info(m, NULL, &lo, &hi, NULL, NULL, path, NULL);
+  *path = module_path(m, &lo, &hi);
   *start = (uintptr_t)lo;
   *end = (uintptr_t)hi;
   *build_id = NULL;
