@@ -829,7 +829,9 @@ static size_t list_tids(pid_t *out, size_t cap) {
   return n;
 }
 
-static int by_ptrace; /* this stop is the ptrace helper's */
+/* how this stop stops the threads: not yet decided (no other thread found),
+ * by the ptrace helper, or by signals */
+static enum { STOP_NONE, STOP_PTRACE, STOP_SIGNALS } stop_mode;
 
 static void install_stop_handler(void) {
   struct sigaction sa;
@@ -876,9 +878,9 @@ size_t hs_stop_world(struct hs_stopped **out) {
   }
 
   /* A ptrace helper first (ptrace_stop.c): it leaves the threads' blocking
-   * calls uninterrupted. Where ptrace is refused, signals. */
-  by_ptrace = hs_opt.stop_ptrace && hs_ptrace_begin() == 0;
-  if (!by_ptrace) install_stop_handler();
+   * calls uninterrupted. Where ptrace is refused, signals. Decided at the
+   * first thread found: a process with one thread needs neither. */
+  stop_mode = STOP_NONE;
 
   /* Threads may be created while we work: list again until nothing new. */
   for (int round = 0; round < 4; round++) {
@@ -898,14 +900,20 @@ size_t hs_stop_world(struct hs_stopped **out) {
       atomic_thread_fence(memory_order_seq_cst);
       nstopped++;
       added++;
-      if (!by_ptrace) signal_stop(pid, nstopped - 1);
     }
-    if (by_ptrace && added && hs_ptrace_stop(stopped, first, nstopped)) {
-      /* refused on its first thread (traced already, undumpable, a
-       * seccomp policy): nothing is seized; signals for all listed */
-      by_ptrace = 0;
-      install_stop_handler();
-      for (size_t j = 0; j < nstopped; j++) signal_stop(pid, j);
+    if (added && stop_mode == STOP_NONE)
+      stop_mode = hs_opt.stop_ptrace && hs_ptrace_begin() == 0 ? STOP_PTRACE : STOP_SIGNALS;
+    /* Refused on its first thread (traced already, undumpable, a seccomp
+     * policy), or the helper failed (the kernel detached what it held):
+     * no thread is held; signals for all. */
+    if (added && stop_mode == STOP_PTRACE && hs_ptrace_stop(stopped, first, nstopped)) {
+      stop_mode = STOP_SIGNALS;
+      first = 0;
+      for (size_t j = 0; j < nstopped; j++) stopped[j].stopped = stopped[j].seized = 0;
+    }
+    if (added && stop_mode == STOP_SIGNALS) {
+      if (!atomic_load(&stopping)) install_stop_handler();
+      for (size_t j = first; j < nstopped; j++) signal_stop(pid, j);
     }
     /* Wait for each thread to park, 200 ms at most in all per round. */
     struct timespec start;
@@ -928,11 +936,12 @@ size_t hs_stop_world(struct hs_stopped **out) {
 }
 
 void hs_resume_world(void) {
-  if (by_ptrace) {
-    hs_ptrace_end();
-    by_ptrace = 0;
+  if (stop_mode != STOP_SIGNALS) {
+    if (stop_mode == STOP_PTRACE) hs_ptrace_end();
+    stop_mode = STOP_NONE;
     return;
   }
+  stop_mode = STOP_NONE;
   /* A thread signalled that did not stop blocked the signal after it was
    * sent: it is still pending there. */
   int pending = 0;
