@@ -224,6 +224,14 @@ out=$(HEAPSCOPE_OPTIONS=check_timing=1 T=60 with_timeout "$HS" run -- "$WORK/ein
 expect_eq "seccomp: status" 0 "$?"
 expect_match "seccomp: the leak found" 'check=77$' "$out"
 expect_match "seccomp: every thread stopped by signal" 'check_timing: [0-9]+ blocks, 5 threads stopped' "$(cat "$WORK/eintr.err")"
+# A policy that raises SIGSYS for ptrace (a sandbox's): the helper dies of
+# it, the check notices and falls back; the program's SIGSYS handler never
+# runs for the agent's call.
+out=$(HEAPSCOPE_OPTIONS=check_timing=1 T=60 with_timeout "$HS" run -- "$WORK/eintr" trap 2>"$WORK/eintr.err")
+expect_eq "trap: status" 0 "$?"
+expect_match "trap: the leak found" 'check=77$' "$out"
+expect_match "trap: every thread stopped by signal" 'check_timing: [0-9]+ blocks, 5 threads stopped' "$(cat "$WORK/eintr.err")"
+expect_eq "trap: the program's handler did not run" "" "$(grep SIGSYS "$WORK/eintr.err")"
 end
 
 # Queued signals sent to threads while 150 checks stop them

@@ -170,11 +170,15 @@ static void helper_detach(void) {
 static int helper_main(void *arg) {
   (void)arg;
   RAW(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0);
-  /* Our tracees' stops notify us with SIGCHLD, unless the disposition we
-   * copied from the program ignores it or says SA_NOCLDSTOP. The default
-   * (the kernel's struct: handler, flags, restorer, mask). */
+  /* Every disposition back to the default (the kernel's struct: handler,
+   * flags, restorer, mask). The helper has a copy of the program's: a
+   * signal that cannot be blocked (a seccomp policy's SIGSYS, a fault)
+   * would run a program handler here, on our stack and the checking
+   * thread's TLS. And our tracees' stops notify us with SIGCHLD, which the
+   * program's disposition may ignore or mark SA_NOCLDSTOP. */
   struct { void *handler; unsigned long flags; void *restorer; unsigned long mask; } dfl = {0};
-  RAW(SYS_rt_sigaction, SIGCHLD, &dfl, NULL, sizeof(long));
+  for (int sig = 1; sig <= 64; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) RAW(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(long));
   int seen = 0;
   for (;;) {
     helper_wait_req(seen);

@@ -4,13 +4,16 @@
  * Each thread reports how its call ended: "ok", or "EINTR" when the check
  * made it fail. A program that treats EINTR as an error would print it or
  * exit: the check must not be visible to it.
- * usage: eintr [seccomp]  (seccomp: a filter refuses ptrace with EPERM, as
- * a container's policy may: the agent must stop the threads anyway) */
+ * usage: eintr [seccomp|trap]  (seccomp: a filter refuses ptrace with EPERM,
+ * as a container's policy may; trap: it raises SIGSYS instead, which the
+ * program handles, as sandboxes do. The agent must stop the threads anyway,
+ * and the program's handler must never run for the agent's own call.) */
 #include <errno.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,11 +72,18 @@ static void *run(void *arg) {
   return NULL;
 }
 
-static void refuse_ptrace(void) {
+static void on_sigsys(int sig) {
+  (void)sig;
+  static const char m[] = "the program's SIGSYS handler ran\n";
+  write(2, m, sizeof m - 1);
+}
+
+static void refuse_ptrace(int trap) {
+  if (trap) signal(SIGSYS, on_sigsys);
   struct sock_filter f[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ptrace, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      BPF_STMT(BPF_RET | BPF_K, trap ? SECCOMP_RET_TRAP : SECCOMP_RET_ERRNO | EPERM),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
   struct sock_fprog prog = {sizeof f / sizeof f[0], f};
@@ -84,7 +94,7 @@ static void refuse_ptrace(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc > 1 && !strcmp(argv[1], "seccomp")) refuse_ptrace();
+  if (argc > 1 && (!strcmp(argv[1], "seccomp") || !strcmp(argv[1], "trap"))) refuse_ptrace(!strcmp(argv[1], "trap"));
   if (pipe(ready)) return 1;
   pthread_t t[N];
   for (int k = 0; k < N; k++) {
