@@ -57,7 +57,7 @@ static long raw6(long n, long a, long b, long c, long d, long e, long f) {
 }
 #define RAW(n, a, b, c, d) raw6((n), (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
 
-enum { CMD_NONE, CMD_STOP, CMD_DETACH };
+enum { CMD_STOP = 1, CMD_DETACH };
 
 /* What the checking thread and the helper share. req and ack count the
  * commands sent and done; each side waits on the other's word. */
@@ -68,7 +68,6 @@ static struct {
   size_t from, to;
   int refused;       /* the first seize was refused: use signals */
   int any_seized;    /* a seize has succeeded in this stop */
-  pid_t tgid;
 } tc;
 
 static pid_t helper_pid;
@@ -233,7 +232,6 @@ static int yama_scope(void) {
 int hs_ptrace_begin(void) {
   if (!helper_stack && !(helper_stack = hs_mmap(HELPER_STACK))) return -1;
   memset(&tc, 0, sizeof tc);
-  tc.tgid = getpid();
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
