@@ -338,6 +338,17 @@ int hs_sym_data(struct hs_symbolizer *s, uintptr_t addr, const char **symbol, co
   return 0;
 }
 
+int hs_sym_function(struct hs_symbolizer *s, uintptr_t addr, const char **function, const char **module) {
+  *function = *module = NULL;
+  Dwfl_Module *m = dwfl_addrmodule(s->dwfl, addr);
+  if (!m) return -1;
+  GElf_Off off;
+  GElf_Sym sym;
+  *function = dwfl_module_addrinfo(m, addr, &off, &sym, NULL, NULL, NULL);
+  *module = module_path(m, NULL, NULL);
+  return 0;
+}
+
 int hs_sym_module(struct hs_symbolizer *s, uintptr_t addr, const char **path, uintptr_t *start, uintptr_t *end,
                   const char **build_id) {
   Dwfl_Module *m = dwfl_addrmodule(s->dwfl, addr);

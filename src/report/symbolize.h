@@ -25,6 +25,11 @@ const char *hs_basename(const char *path);
 /* The module and data symbol (a global variable) holding addr; symbol is
  * NULL when no symbol covers it. Returns -1 outside every module. */
 int hs_sym_data(struct hs_symbolizer *s, uintptr_t addr, const char **symbol, const char **module);
+/* The function symbol (from the symbol table, not demangled) and module
+ * holding code address addr, without line tables or inlined frames: no
+ * DWARF is read (a detached debug file's compressed sections cost 60 ms to
+ * open for libc). Returns -1 outside every module. */
+int hs_sym_function(struct hs_symbolizer *s, uintptr_t addr, const char **function, const char **module);
 /* The module holding addr: its path, address range and build ID (hex, or
  * NULL; valid until the next call on this thread). Returns -1 if none. */
 int hs_sym_module(struct hs_symbolizer *s, uintptr_t addr, const char **path, uintptr_t *start, uintptr_t *end,
