@@ -31,7 +31,7 @@ $(AGENT): $(AGENT_SRC) $(HEADERS) | $(BUILD)
 # Loaded by the agent only when it reports: symbolization (libdw), suppressions, JSON.
 $(REPORT): $(REPORT_SRC) $(HEADERS) | $(BUILD)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -I$(BUILD)/gen -fPIC -fvisibility=hidden -shared -o $@ $(REPORT_SRC) \
-	  -lprotobuf-c -lz -ldw -lelf -lstdc++ -ldl
+	  -lprotobuf-c -lz -ldw -lelf -ldl
 
 # pprof's profile.proto, compiled with protoc-c
 $(BUILD)/gen/profile.pb-c.c: src/report/profile.proto

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <dlfcn.h>
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
@@ -19,7 +20,20 @@
 
 #include "symbolize.h"
 
-char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
+/* __cxa_demangle, from the program's own C++ runtime if it has one, else
+ * from libstdc++ loaded at the first mangled name: linked, libstdc++ was
+ * 1.0 of the 1.5 ms it took to load this library into every leaky C
+ * program at exit, which never needs it. */
+typedef char *(*demangle_fn)(const char *mangled, char *buf, size_t *len, int *status);
+static demangle_fn cxa_demangle;
+static pthread_once_t demangler_once = PTHREAD_ONCE_INIT;
+static void find_demangler(void) {
+  cxa_demangle = (demangle_fn)dlsym(RTLD_DEFAULT, "__cxa_demangle");
+  if (!cxa_demangle) {
+    void *h = dlopen("libstdc++.so.6", RTLD_NOW | RTLD_LOCAL);
+    if (h) cxa_demangle = (demangle_fn)dlsym(h, "__cxa_demangle");
+  }
+}
 
 struct cache_ent {
   uintptr_t addr;
@@ -159,8 +173,9 @@ const char *hs_basename(const char *path) {
 static char *demangle(const char *name) {
   if (!name) return NULL;
   if (name[0] == '_' && name[1] == 'Z') {
+    pthread_once(&demangler_once, find_demangler);
     int st = 0;
-    char *d = __cxa_demangle(name, NULL, NULL, &st);
+    char *d = cxa_demangle ? cxa_demangle(name, NULL, NULL, &st) : NULL;
     if (d && st == 0) return d;
     free(d);
   }
