@@ -437,6 +437,9 @@ void hs_resume_world(void);
 int hs_ptrace_begin(void);
 int hs_ptrace_stop(struct hs_stopped *st, size_t from, size_t to);
 void hs_ptrace_end(void);
+/* threads.c: how the last stop stopped the threads: "ptrace", "signals", or
+ * "none" (no other thread) */
+const char *hs_last_stop_method(void);
 
 /* ---- leakcheck.c ------------------------------------------------------- */
 enum hs_root_kind { HS_ROOT_GLOBAL = 1, HS_ROOT_STACK, HS_ROOT_REGISTER, HS_ROOT_TLS, HS_ROOT_MMAP, HS_ROOT_IGNORED };

@@ -949,11 +949,11 @@ out:
   release();
   if (hs_opt.check_timing)
     hs_warn("check_timing: %zu blocks, %zu threads stopped, %lu ms wall, %lu ms CPU (stop and take %lu ms, sort %lu ms, "
-            "index %lu ms, roots and mark %lu ms, group %lu ms)",
+            "index %lu ms, roots and mark %lu ms, group %lu ms), stopped by %s",
             live, res->nthreads - 1 - res->nthreads_unstopped, (unsigned long)((now(CLOCK_MONOTONIC) - t0) * 1e3),
             (unsigned long)((now(CLOCK_PROCESS_CPUTIME_ID) - c0) * 1e3), (unsigned long)(t_take * 1e3),
             (unsigned long)(t_sort * 1e3), (unsigned long)(t_index * 1e3), (unsigned long)(t_mark * 1e3),
-            (unsigned long)(t_group * 1e3));
+            (unsigned long)(t_group * 1e3), hs_last_stop_method());
   hs_in_agent = saved_guard;
   return rc;
 }

@@ -831,7 +831,11 @@ static size_t list_tids(pid_t *out, size_t cap) {
 
 /* how this stop stops the threads: not yet decided (no other thread found),
  * by the ptrace helper, or by signals */
-static enum { STOP_NONE, STOP_PTRACE, STOP_SIGNALS } stop_mode;
+static enum { STOP_NONE, STOP_PTRACE, STOP_SIGNALS } stop_mode, last_stop_mode;
+
+const char *hs_last_stop_method(void) {
+  return last_stop_mode == STOP_PTRACE ? "ptrace" : last_stop_mode == STOP_SIGNALS ? "signals" : "none";
+}
 
 static void install_stop_handler(void) {
   struct sigaction sa;
@@ -936,6 +940,7 @@ size_t hs_stop_world(struct hs_stopped **out) {
 }
 
 void hs_resume_world(void) {
+  last_stop_mode = stop_mode;
   if (stop_mode != STOP_SIGNALS) {
     if (stop_mode == STOP_PTRACE) hs_ptrace_end();
     stop_mode = STOP_NONE;
