@@ -212,21 +212,24 @@ if ct:
           f"{m[6] / 1000:.2f} s.")
 print()
 ma, mh = int(sys.argv[2]), int(sys.argv[3])
-t = {r["command"]: r["median"] for r in json.load(open(sys.argv[5]))["results"]}
-print(f"Thread churn, 10,000 threads created and joined: alone {t['alone']:.3f} s, under heapscope "
-      f"{t['heapscope']:.3f} s ({t['heapscope']/t['alone']:.2f}x).\n")
-try:
-    t = {r["command"]: r["median"] for r in json.load(open(sys.argv[7]))["results"]}
+def medians(path):
+    """hyperfine's medians by command name, or None when that part did not run"""
+    try:
+        return {r["command"]: r["median"] for r in json.load(open(path))["results"]}
+    except (OSError, KeyError, ValueError):
+        return None
+t = medians(sys.argv[5])
+if t:
+    print(f"Thread churn, 10,000 threads created and joined: alone {t['alone']:.3f} s, under heapscope "
+          f"{t['heapscope']:.3f} s ({t['heapscope']/t['alone']:.2f}x).\n")
+t = medians(sys.argv[7])
+if t:
     print(f"8,000 threads alive at exit (stopped for the check, listed in the thread report): alone "
           f"{t['alone']:.3f} s, under heapscope {t['heapscope']:.3f} s ({t['heapscope']/t['alone']:.2f}x).\n")
-except (OSError, KeyError, ValueError):
-    pass
-try:
-    t = {r["command"]: r["median"] for r in json.load(open(sys.argv[8]))["results"]}
+t = medians(sys.argv[8])
+if t:
     print(f"Fixed cost, a 1 ms program that leaks one block (report with its stack): alone {t['alone'] * 1e3:.1f} ms, "
           f"under heapscope {t['heapscope'] * 1e3:.1f} ms.\n")
-except (OSError, KeyError, ValueError):
-    pass
 print(f"Peak RSS with 2 million live blocks of 128 bytes: alone {ma/1024:.0f} MiB, under heapscope {mh/1024:.0f} MiB "
       f"(agent adds {(mh-ma)/ma:.2f}x of the program's own peak).")
 PY
