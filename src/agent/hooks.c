@@ -176,8 +176,8 @@ static void push_stats(struct tstats *s) {
 static HS_COLD struct tstats *stats_slow(void) {
   if (stats_done) return NULL;
   struct tstats *s = NULL;
-  /* never waits: a signal handler may interrupt this very code */
-  if (hs_trylock(&stats_lock)) {
+  /* waits a little only: a signal handler may interrupt this very code */
+  if (hs_trylock_a_little(&stats_lock)) {
     if ((s = stats_free)) stats_free = s->next_free;
     hs_unlock(&stats_lock);
   }
@@ -231,11 +231,11 @@ static void release_stats(void) {
   if (!s) return;
   my_stats = NULL;
   flush_delta(s);
-  if (hs_trylock(&stats_lock)) {
+  if (hs_trylock_a_little(&stats_lock)) {
     s->next_free = stats_free;
     stats_free = s;
     hs_unlock(&stats_lock);
-  } /* else (a handler of this thread holds it): kept, still summed, not reused */
+  } /* else (after a fork, its holder is gone): kept, still summed, not reused */
 }
 
 #define BUMP(field, v) atomic_store_explicit(&s->field, atomic_load_explicit(&s->field, memory_order_relaxed) + (v), memory_order_relaxed)

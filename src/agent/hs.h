@@ -150,6 +150,16 @@ static inline int hs_trylock(hs_lock_t *l) {
   return atomic_compare_exchange_strong_explicit(&l->v, &z, hs_lock_self(), memory_order_acquire,
                                                  memory_order_relaxed);
 }
+/* Tries for a while, then gives up (0): for cold paths that can do
+ * without the lock, where it may belong to a thread that does not exist
+ * (after a fork) or to this very thread below a signal handler. */
+static inline int hs_trylock_a_little(hs_lock_t *l) {
+  for (int tries = 0; !hs_trylock(l); tries++) {
+    if (tries == 10000) return 0;
+    __builtin_ia32_pause();
+  }
+  return 1;
+}
 static inline void hs_lock(hs_lock_t *l) {
   if (HS_LIKELY(hs_trylock(l))) return;
   hs_lock_slow(l);

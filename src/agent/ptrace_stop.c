@@ -254,24 +254,20 @@ int hs_ptrace_begin(void) {
 }
 
 /* Stops st[from..to); -1 when ptrace is refused or the helper failed (then
- * nothing of this stop is seized: the caller uses signals). */
+ * nothing of this stop is held: the caller ends the helper and uses
+ * signals). */
 int hs_ptrace_stop(struct hs_stopped *st, size_t from, size_t to) {
   if (!helper_pid) return -1;
   tc.st = st;
   tc.from = from;
   tc.to = to;
   if (command(CMD_STOP)) return -1;
-  if (tc.refused) {
-    hs_ptrace_end();
-    return -1;
-  }
-  return 0;
+  return tc.refused ? -1 : 0;
 }
 
 void hs_ptrace_end(void) {
-  if (!helper_pid) return;
   int saved = errno;
-  if (command(CMD_DETACH) == 0) {
+  if (helper_pid && command(CMD_DETACH) == 0) {
     int st;
     waitpid(helper_pid, &st, __WALL);
   }

@@ -911,6 +911,7 @@ size_t hs_stop_world(struct hs_stopped **out) {
      * policy), or the helper failed (the kernel detached what it held):
      * no thread is held; signals for all. */
     if (added && stop_mode == STOP_PTRACE && hs_ptrace_stop(stopped, first, nstopped)) {
+      hs_ptrace_end(); /* (what is left of it) */
       stop_mode = STOP_SIGNALS;
       first = 0;
       for (size_t j = 0; j < nstopped; j++) stopped[j].stopped = stopped[j].seized = 0;

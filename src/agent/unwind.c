@@ -455,10 +455,7 @@ void hs_unwind_thread_exit(void) {
   /* Waits a little only: after a fork the lock may belong to a thread that
    * does not exist in the child. A state that cannot be handed on stays
    * mapped, unused. */
-  for (int tries = 0; !hs_trylock(&us_lock); tries++) {
-    if (tries == 10000) return;
-    __builtin_ia32_pause();
-  }
+  if (!hs_trylock_a_little(&us_lock)) return;
   u->next_free = us_free;
   us_free = u;
   hs_unlock(&us_lock);
