@@ -266,10 +266,16 @@ static void entry_add(struct entry *e, uint64_t count_fp, uint64_t bytes) {
 #define ADD(field, v) \
   atomic_store_explicit(&field, atomic_load_explicit(&field, memory_order_relaxed) + (v), memory_order_relaxed)
 
+/* A thread's first counts go to the shared entries, with atomic adds: a
+ * cache of its own (8 KiB) pays only for a thread that allocates often, and
+ * most threads of a program with thousands allocate a few times. */
+#define TC_AFTER 64
+static HS_TLS unsigned tc_wait;
+
 void hs_depot_count_alloc(uint32_t id, uint64_t count_fp, uint64_t bytes) {
   if (id == HS_STACK_NONE) return;
   struct tcache *t = my_tc;
-  if (HS_UNLIKELY(!t) && !(t = tc_take())) {
+  if (HS_UNLIKELY(!t) && (tc_wait < TC_AFTER ? (tc_wait++, 1) : !(t = tc_take()))) {
     struct entry *e = entry_of(id);
     if (e) entry_add(e, count_fp, bytes);
     return;

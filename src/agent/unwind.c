@@ -438,14 +438,27 @@ static HS_COLD struct ustate *us_take(void) {
     hs_unlock(&us_lock);
   }
   if (!u) {
+    /* Fresh pages are zero, which is empty for the rule cache, the index
+     * and the walks: emptying them again faulted in all 14 pages of the
+     * state for every thread (4,000 threads: 266 MiB more resident). */
     u = hs_mmap(sizeof *u);
     if (!u) return NULL;
-    u->l1_gen = atomic_load(&flush_gen) - 1; /* emptied at first use */
+    u->l1_gen = atomic_load(&flush_gen);
+    for (unsigned k = 0; k < NWALKS; k++) u->order[k] = (unsigned char)k;
+    return us = u;
   }
   walks_reset(u); /* the walks were another thread's */
   check_flush(u); /* code may have moved since it was last used */
   return us = u;
 }
+
+/* A thread's first captures walk with the shared rule table only: most
+ * threads of a program with thousands allocate a few times, and a state of
+ * its own (54 KiB: the rule cache, the recent walks) pays only for a thread
+ * that captures often. */
+#define US_AFTER 64
+static HS_TLS unsigned us_wait;
+static inline int us_deferred(void) { return us_wait < US_AFTER; }
 
 void hs_unwind_thread_exit(void) {
   us_done = 1;
@@ -468,7 +481,7 @@ static inline uint64_t rule_shared(uintptr_t pc) {
 
 static inline uint64_t rule_for(uintptr_t pc) {
   struct ustate *u = us;
-  if (HS_UNLIKELY(!u) && !(u = us_take())) return rule_shared(pc);
+  if (HS_UNLIKELY(!u) && (us_deferred() || !(u = us_take()))) return rule_shared(pc);
   struct l1 *e = &u->l1[(pc ^ (pc >> L1_BITS)) & ((1u << L1_BITS) - 1)];
   if (HS_LIKELY(e->pc == pc)) return e->rule;
   uint64_t r = rule_shared(pc);
@@ -760,7 +773,7 @@ static __attribute__((noinline)) int fast_unwind(uintptr_t *frames, unsigned max
   __asm__ volatile("mov %%rbp, %2\n\tlea 0(%%rip), %0\n\tmov %%rsp, %1" : "=&r"(pc), "=&r"(sp), "=&r"(bp));
   if (HS_UNLIKELY(!stack_hi) && stack_bounds()) return -1;
   if (sp < stack_lo || sp >= stack_hi) return -1; /* signal stack, fibers */
-  struct ustate *u = us ? us : us_take();
+  struct ustate *u = us ? us : us_deferred() ? NULL : us_take();
   if (u) check_flush(u);
   return walk_from(pc, sp, bp, frames, max, 0);
 }
@@ -1213,7 +1226,8 @@ uint32_t hs_stack_capture(unsigned max) {
   if (HS_UNLIKELY(selftest_pending)) run_self_test();
   /* A signal handler's capture inside a capture does without the cache. */
   struct ustate *u = us;
-  if (!hs_fast_unwind || !cache || HS_UNLIKELY(walk_busy) || (HS_UNLIKELY(!u) && !(u = us_take())))
+  if (HS_UNLIKELY(!u) && us_deferred()) us_wait++;
+  if (!hs_fast_unwind || !cache || HS_UNLIKELY(walk_busy) || (HS_UNLIKELY(!u) && (us_deferred() || !(u = us_take()))))
     return hs_depot_put(frames, hs_unwind(frames, max));
   walk_busy = 1;
   int same;

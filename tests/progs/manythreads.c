@@ -1,10 +1,13 @@
 /* N threads (argv[1], default 1100) blocked forever in read(2), each holding
  * the only pointer to its block in a register (r12): the stack below it is
  * wiped and the read is a raw syscall, so no copy is left in memory. Only a
- * thread stopped for the check gives its registers; main exits. */
+ * thread stopped for the check gives its registers; main exits.
+ * With a second argument "rss" it also prints its peak resident memory
+ * (VmHWM, KiB): the agent's per-thread state must not multiply it. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static int fds[2];
@@ -40,5 +43,12 @@ int main(int argc, char **argv) {
   }
   sleep(1);
   printf("%d threads\n", n);
+  if (argc > 2 && !strcmp(argv[2], "rss")) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+      if (!strncmp(line, "VmHWM:", 6)) printf("rss %ld\n", atol(line + 6));
+    if (f) fclose(f);
+  }
   return 0;
 }

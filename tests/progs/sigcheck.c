@@ -56,6 +56,7 @@ int main(void) {
   for (int i = 0; i < WORKERS; i++) pthread_create(&t[i], NULL, worker, NULL);
   pthread_t s;
   pthread_create(&s, NULL, sender, NULL);
+  while (atomic_load(&sent) < 100) usleep(100); /* sending before the first check */
   int checks = 0;
   for (int round = 0; round < 150; round++)
     if (heapscope_leak_check() >= 0) checks++;
