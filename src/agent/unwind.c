@@ -439,8 +439,8 @@ static HS_COLD struct ustate *us_take(void) {
   }
   if (!u) {
     /* Fresh pages are zero, which is empty for the rule cache, the index
-     * and the walks: emptying them again faulted in all 14 pages of the
-     * state for every thread (4,000 threads: 266 MiB more resident). */
+     * and the walks: emptying them again faulted in all 14 pages (54 KiB)
+     * of the state for every thread that took one. */
     u = hs_mmap(sizeof *u);
     if (!u) return NULL;
     u->l1_gen = atomic_load(&flush_gen);
