@@ -441,6 +441,13 @@ size_t hs_stop_world(struct hs_stopped **out);
  * that reached one of the agent's handlers; 0 when it has none */
 int hs_forward_signal(const struct sigaction *o, int sig, siginfo_t *si, void *uc); /* 1 if a handler ran */
 void hs_resume_world(void);
+/* threads.c: the futex system call on the 32-bit word at w */
+struct timespec;
+long hs_futex(void *w, int op, int val, const struct timespec *ts);
+/* parallel.c: clone() with every signal blocked in the child (the caller's
+ * mask is put back), for the agent's bare helpers: no program handler may
+ * run on their stacks, which share the caller's TLS. */
+pid_t hs_clone_blocked(int (*fn)(void *), void *stack_top, int flags, void *arg, pid_t *ptid, pid_t *ctid);
 /* ptrace_stop.c: the same stop by a ptrace helper, which leaves blocking
  * calls uninterrupted. begin starts the helper; stop seizes st[from..to)
  * and fills their registers (-1: refused, use signals); end detaches all. */

@@ -46,22 +46,27 @@ static int cpus(void) {
   return CPU_COUNT(&set);
 }
 
+pid_t hs_clone_blocked(int (*fn)(void *), void *stack_top, int flags, void *arg, pid_t *ptid, pid_t *ctid) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t p = clone(fn, stack_top, flags, arg, ptid, NULL, ctid);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return p;
+}
+
 void hs_parallel_for(size_t n, void (*fn)(size_t i, void *arg), void *arg) {
   struct job j = {.fn = fn, .arg = arg, .n = n};
   const size_t stack_size = 256 << 10;
   char *stack = n > 1 && cpus() > 1 ? hs_mmap(stack_size) : NULL;
   int started = 0;
   if (stack) {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
                 CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
-    started = clone(helper, stack + stack_size, flags, &j, (pid_t *)&j.tid, NULL, (pid_t *)&j.tid) > 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    started = hs_clone_blocked(helper, stack + stack_size, flags, &j, (pid_t *)&j.tid, (pid_t *)&j.tid) > 0;
   }
   work(&j);
   if (started)
-    for (pid_t t; (t = j.tid) != 0;) syscall(SYS_futex, &j.tid, FUTEX_WAIT, t, NULL, NULL, 0);
+    for (pid_t t; (t = j.tid) != 0;) hs_futex((void *)&j.tid, FUTEX_WAIT, t, NULL);
   if (stack) hs_munmap(stack, stack_size);
 }

@@ -200,10 +200,10 @@ static int command(int cmd) {
   int a = atomic_load(&tc.ack), saved = errno, rc = 0;
   tc.cmd = cmd;
   atomic_fetch_add(&tc.req, 1);
-  syscall(SYS_futex, &tc.req, FUTEX_WAKE, 1, NULL, NULL, 0);
+  hs_futex(&tc.req, FUTEX_WAKE, 1, NULL);
   for (int waited = 0; atomic_load(&tc.ack) == a; waited++) {
     struct timespec ts = {0, 10000000};
-    syscall(SYS_futex, &tc.ack, FUTEX_WAIT, a, &ts, NULL, 0);
+    hs_futex(&tc.ack, FUTEX_WAIT, a, &ts);
     int st;
     if (waitpid(helper_pid, &st, __WALL | WNOHANG) == helper_pid || waited > 1000) {
       if (atomic_load(&tc.ack) != a) break;
@@ -232,13 +232,10 @@ static int yama_scope(void) {
 int hs_ptrace_begin(void) {
   if (!helper_stack && !(helper_stack = hs_mmap(HELPER_STACK))) return -1;
   memset(&tc, 0, sizeof tc);
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
   int saved = errno;
   /* No exit signal (the low byte 0): a clone child that only __WALL waits see. */
-  pid_t p = clone(helper_main, helper_stack + HELPER_STACK, CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_UNTRACED, NULL);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pid_t p = hs_clone_blocked(helper_main, helper_stack + HELPER_STACK, CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_UNTRACED,
+                             NULL, NULL, NULL);
   if (p <= 0) {
     errno = saved;
     return -1;

@@ -442,7 +442,7 @@ struct dump_copy {
 };
 static struct dump_copy *dump_copies;
 
-static long futex_op(atomic_int *w, int op, int val, const struct timespec *ts) {
+long hs_futex(void *w, int op, int val, const struct timespec *ts) {
   return syscall(SYS_futex, w, op, val, ts, NULL, 0);
 }
 
@@ -478,7 +478,7 @@ static void dump_handler(int sig, siginfo_t *si, void *uc_) {
       memcpy(c->bytes, (const void *)c->sp, c->len);
     }
     atomic_store(&dump_done[i], 1);
-    futex_op(&dump_done[i], FUTEX_WAKE, 1, NULL);
+    hs_futex(&dump_done[i], FUTEX_WAKE, 1, NULL);
     break;
   }
   atomic_fetch_sub(&dump_in_handler, 1);
@@ -675,7 +675,7 @@ static size_t hs_threads_snapshot_cancel_off(struct hs_report_thread **out, int 
       uint64_t t = hs_now_ns();
       if (t >= deadline) break;
       struct timespec ts = {0, (long)((deadline - t) < 5000000 ? (deadline - t) : 5000000)};
-      futex_op(&dump_done[i], FUTEX_WAIT, 0, &ts);
+      hs_futex(&dump_done[i], FUTEX_WAIT, 0, &ts);
     }
     if (!atomic_load(&dump_done[i])) all = 0;
   }
@@ -758,10 +758,6 @@ static atomic_int in_handler;
 static atomic_int stopping;   /* a check is stopping or holding the threads */
 static int handler_kept;      /* our handler stays: a signal may still be pending */
 
-static long futex(atomic_int *w, int op, int val, const struct timespec *ts) {
-  return syscall(SYS_futex, w, op, val, ts, NULL, 0);
-}
-
 static struct sigaction old_action;
 
 static void stop_handler(int sig, siginfo_t *si, void *uc_) {
@@ -791,10 +787,10 @@ static void stop_handler(int sig, siginfo_t *si, void *uc_) {
       stopped[i].sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
       atomic_thread_fence(memory_order_release);
       __atomic_store_n(&stopped[i].stopped, 1, __ATOMIC_RELEASE);
-      futex((atomic_int *)&stopped[i].stopped, FUTEX_WAKE, 1, NULL);
+      hs_futex(&stopped[i].stopped, FUTEX_WAKE, 1, NULL);
       break;
     }
-  while (!atomic_load(&resume_word)) futex(&resume_word, FUTEX_WAIT, 0, NULL);
+  while (!atomic_load(&resume_word)) hs_futex(&resume_word, FUTEX_WAIT, 0, NULL);
   atomic_fetch_sub(&in_handler, 1);
   errno = saved;
 }
@@ -930,7 +926,7 @@ size_t hs_stop_world(struct hs_stopped **out) {
         long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
         if (ms > 200) break;
         struct timespec ts = {0, 2000000};
-        futex((atomic_int *)&stopped[j].stopped, FUTEX_WAIT, 0, &ts);
+        hs_futex(&stopped[j].stopped, FUTEX_WAIT, 0, &ts);
       }
     }
     if (!added) break;
@@ -955,7 +951,7 @@ void hs_resume_world(void) {
     if (stopped[i].signalled && !__atomic_load_n(&stopped[i].stopped, __ATOMIC_ACQUIRE)) pending = 1;
   atomic_store(&stopping, 0);
   atomic_store(&resume_word, 1);
-  futex(&resume_word, FUTEX_WAKE, 0x7fffffff, NULL);
+  hs_futex(&resume_word, FUTEX_WAKE, 0x7fffffff, NULL);
   /* Let handlers leave before the old disposition comes back, so that a
    * late signal never reaches a program handler that does not expect it. */
   wait_handlers_left(&in_handler);
