@@ -137,6 +137,8 @@ static struct hs_thread *take_record(void) {
     t->starting = 1;
     t->alive = 0;
     t->joined = 0;
+    t->handle = 0; /* not the handle of the thread that had the record */
+    t->seq = atomic_fetch_add(&thread_seq, 1) + 1;
     t->tid = 0;
     t->stack_lo = t->stack_hi = t->final_sp = 0;
     t->name[0] = 0;
@@ -156,6 +158,7 @@ static void register_self(struct hs_thread *t) {
   }
   hs_in_agent = 0;
   hs_lock(&threads_lock);
+  t->handle = pthread_self(); /* before the thread's code can detach itself or hand its handle on */
   t->tid = gettid_raw();
   t->stack_lo = (uintptr_t)lo;
   t->stack_hi = (uintptr_t)lo + sz;
@@ -231,18 +234,24 @@ static int create_thread(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(
     int ds = PTHREAD_CREATE_JOINABLE;
     if (attr) pthread_attr_getdetachstate(attr, &ds);
     t->detached = ds == PTHREAD_CREATE_DETACHED;
-    t->seq = atomic_fetch_add(&thread_seq, 1) + 1;
     t->start_routine = c11 ? (uintptr_t)c11 : (uintptr_t)fn;
     t->create_stack = hs_stack_capture((unsigned)hs_opt.max_frames);
   }
   struct hs_thread *rec = sa->rec;
+  const unsigned long seq = rec ? rec->seq : 0;
   /* glibc allocates the new thread's TLS vector here: the program's memory */
   hs_in_agent = agent;
-  if (rec) hs_lock(&threads_lock); /* the handle is set before anyone can join */
+  /* Not under threads_lock: clone and the new stack's mmap take long, and
+   * every thread starting meanwhile waited for the lock in register_self
+   * (8,000 threads started at once spent a second yielding to each other).
+   * The handle is set twice instead: by the thread itself before its code
+   * runs, and here before the creator can join it. A detached thread may
+   * have ended and its record gone to another thread already: seq tells. */
   int r = hs_real.pthread_create(th, attr, thread_start, sa);
   if (rec) {
+    hs_lock(&threads_lock);
     if (r == 0) {
-      rec->handle = *th;
+      if (rec->seq == seq) rec->handle = *th;
     } else {
       rec->starting = 0;
       rec->detached = 1; /* never ran: reclaimable */
@@ -262,10 +271,15 @@ static int create_thread(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(
  * its stack and descriptor for the life of the process. */
 
 /* The record of the thread with handle h; with ended, only one whose
- * thread has ended. */
+ * thread has ended. (A thread still starting is not alive yet either: it
+ * may have the handle of one that was just joined, when glibc gave the
+ * joined thread's descriptor to it. Taking it for the joined one marked
+ * the wrong record, and the joined thread was reported as never joined.) */
 static struct hs_thread *find_handle(pthread_t h, int ended) {
   for (struct hs_thread *t = threads; t; t = t->next)
-    if (t->handle == h && !reclaimable(t) && (!ended || !__atomic_load_n(&t->alive, __ATOMIC_ACQUIRE))) return t;
+    if (t->handle == h && !reclaimable(t) &&
+        (!ended || (!t->starting && !__atomic_load_n(&t->alive, __ATOMIC_ACQUIRE))))
+      return t;
   return NULL;
 }
 
