@@ -98,6 +98,9 @@ verify_unwind() { # NAME STDIN CMD...
 begin "check_timing=1 reports the exit check's duration by phase"
 out=$(cd "$D" && HEAPSCOPE_OPTIONS=check_timing=1 T=60 with_timeout "$HS" run --leak-check=summary -- "$D/stacks" cycle 2>&1 >/dev/null)
 expect_match "timing line" "check_timing: [0-9]* blocks, [0-9]* threads stopped, [0-9]* ms wall, [0-9]* ms CPU \(stop and take [0-9]* ms, sort [0-9]* ms, index [0-9]* ms, roots and mark [0-9]* ms, group [0-9]* ms\)" "$out"
+# exit's frame is found by its address (the exiting thread's stack is a
+# root from exit's caller up, past exit's own stale slots)
+expect_eq "exit's caller found" "" "$(echo "$out" | grep "exit's caller not found")"
 end
 # A program whose libcrypto tears itself down at exit (OPENSSL_cleanup, an
 # atexit handler): the report runs after it and symbolizes every record

@@ -298,8 +298,9 @@ size_t hs_table_count(void);
 void hs_table_foreach_locked(void (*fn)(uintptr_t addr, uint64_t meta, void *arg), void *arg);
 
 /* ---- parallel.c: fn(0..n-1) on this thread and, where there is a second
- * CPU, a helper that may run no libc code but memcpy (see parallel.c). */
-void hs_parallel_for(size_t n, void (*fn)(size_t i, void *arg), void *arg);
+ * CPU and enough work (items, in all), a helper that may run no libc code
+ * but memcpy (see parallel.c). */
+void hs_parallel_for(size_t n, size_t items, void (*fn)(size_t i, void *arg), void *arg);
 
 /* ---- hooks.c ----------------------------------------------------------- */
 struct hs_real {

@@ -175,7 +175,7 @@ static void sort_shard(size_t k, void *arg) {
 
 static int sort_by_shard(const struct hs_seg *seg, size_t n) {
   size_t nruns = 0;
-  hs_parallel_for(HS_TABLE_SHARDS, sort_shard, (void *)seg);
+  hs_parallel_for(HS_TABLE_SHARDS, n, sort_shard, (void *)seg);
   for (unsigned k = 0; k < HS_TABLE_SHARDS; k++)
     for (size_t i = 0; i < seg[k].count; i = region_end(C.b + seg[k].start, i, seg[k].count)) nruns++;
   /* key[r] = (first address, r), sorted by address; span[r] = the run's

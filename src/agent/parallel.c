@@ -55,10 +55,16 @@ pid_t hs_clone_blocked(int (*fn)(void *), void *stack_top, int flags, void *arg,
   return p;
 }
 
-void hs_parallel_for(size_t n, void (*fn)(size_t i, void *arg), void *arg) {
+/* Starting the helper (a stack mapped, a clone, a wait, the stack unmapped)
+ * costs a few hundred microseconds: more than it saves on a small heap, and
+ * every short process pays it at exit (a shell script's subshells, each
+ * with a few thousand blocks). */
+#define PARALLEL_MIN_ITEMS 32768
+
+void hs_parallel_for(size_t n, size_t items, void (*fn)(size_t i, void *arg), void *arg) {
   struct job j = {.fn = fn, .arg = arg, .n = n};
   const size_t stack_size = 256 << 10;
-  char *stack = n > 1 && cpus() > 1 ? hs_mmap(stack_size) : NULL;
+  char *stack = n > 1 && items >= PARALLEL_MIN_ITEMS && cpus() > 1 ? hs_mmap(stack_size) : NULL;
   int started = 0;
   if (stack) {
     int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |

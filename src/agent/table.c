@@ -159,15 +159,16 @@ static void pack_shard(size_t i, void *arg) {
 }
 
 void *hs_table_take(size_t *n, size_t *total, size_t *bytes, struct hs_seg *seg) {
-  size_t need = 0, live = 0;
+  size_t need = 0, live = 0, slots = 0;
   for (unsigned i = 0; i < NSHARDS; i++) {
     need += ((size_t)shards[i].count * sizeof(struct slot) + 4095) & ~(size_t)4095;
     live += shards[i].count;
+    slots += shards[i].count ? shards[i].cap : 0;
   }
   if (!need) return NULL;
   char *r = hs_mmap(need);
   if (!r) return NULL;
-  hs_parallel_for(NSHARDS, pack_shard, NULL);
+  hs_parallel_for(NSHARDS, slots, pack_shard, NULL);
   size_t off = 0;
   for (unsigned i = 0; i < NSHARDS; i++) {
     struct shard *s = &shards[i];
