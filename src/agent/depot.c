@@ -97,6 +97,11 @@ static inline struct entry *index_find(struct index *x, uint32_t h, const uintpt
   }
 }
 
+/* The entry this thread's last depot_put found or made: its line is in
+ * cache, and the allocation's counts go straight into it (see
+ * hs_depot_count_alloc). */
+static HS_TLS struct entry *last_put;
+
 static int init(void) {
   if (atomic_load_explicit(&ready, memory_order_acquire)) return 1;
   if (!hs_lock_unless_mine(&lock)) return 0;
@@ -113,7 +118,10 @@ static inline uint32_t depot_put(const uintptr_t *frames, unsigned n, unsigned s
   if (!n || !init()) return HS_STACK_NONE;
   uint32_t h = hash_frames(frames, n, st);
   struct entry *e = index_find(atomic_load_explicit(&index_now, memory_order_acquire), h, frames, n, st);
-  if (e) return e->id;
+  if (e) {
+    last_put = e;
+    return e->id;
+  }
 
   if (HS_UNLIKELY(!hs_lock_unless_mine(&lock))) return HS_STACK_NONE; /* a signal handler's, below which this thread holds it */
   struct index *x = atomic_load_explicit(&index_now, memory_order_relaxed);
@@ -285,6 +293,16 @@ void hs_depot_count_alloc(uint32_t id, uint64_t count_fp, uint64_t bytes) {
   if (HS_LIKELY(cur == id)) { /* this thread is the only writer */
     ADD(sl->count_fp, count_fp);
     ADD(sl->bytes, bytes);
+    return;
+  }
+  /* The stack's entry was just looked up: adding there costs two atomic
+   * adds on a line in cache, where taking the slot moves the slot's sums
+   * into another entry (a cache miss in a program with thousands of
+   * stacks). */
+  struct entry *lp = last_put;
+  if (lp && lp->id == id) {
+    last_put = NULL;
+    entry_add(lp, count_fp, bytes);
     return;
   }
   unsigned q = atomic_load_explicit(&sl->seq, memory_order_relaxed);
