@@ -19,7 +19,7 @@ run_fuzz() { # NAME SOURCES...
 }
 printf 'leak:foo\nthread:worker\n# c\nleak:^a*b$\n' >"$WORK/seed.supp"
 mkdir -p "$WORK/fuzz_supp.corpus" && cp "$WORK/seed.supp" "$WORK/fuzz_supp.corpus/"
-run_fuzz fuzz_supp "$ROOT/tests/fuzz/fuzz_supp.c" "$ROOT/src/report/suppress.c"
+run_fuzz fuzz_supp "$ROOT/tests/fuzz/fuzz_supp.c" "$ROOT/src/report/suppress.c" "$ROOT/src/report/buf.c"
 mkdir -p "$WORK/fuzz_options.corpus" && printf 'max_frames=12,report=/tmp/x%%p,show_leak_kinds=all' >"$WORK/fuzz_options.corpus/seed"
 run_fuzz fuzz_options "$ROOT/tests/fuzz/fuzz_options.c" "$ROOT/src/agent/options.c" "$ROOT/src/agent/log.c" \
   "$ROOT/src/agent/arena.c"

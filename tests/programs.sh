@@ -170,6 +170,28 @@ out=$(T=60 with_timeout "$HS" run --leak-check=no -- "$D/dlswap" "$D/libdlswap_a
 expect_eq "status" 0 "$?"
 expect_match "mappings" "mappings of unloaded libraries: 0" "$out"
 end
+# A daemon that chroots into an empty directory (tests/progs/jail.c):
+# before, its check could not read /proc/self/maps nor load the report
+# library there, and it reported "leak check failed" and totals only; its
+# forked child the same. Not root: a user namespace makes chroot possible.
+begin "a daemon that chroots: its leaks, its blocked thread and its child's leak, with symbols"
+gcc -O1 -g -pthread -o "$WORK/jail" "$ROOT/tests/progs/jail.c"
+mkdir -p "$WORK/jailroot"
+pre=""
+[ "$(id -u)" = 0 ] || pre="unshare -r"
+out=$(T=60 with_timeout $pre "$HS" run --leak-check=full --report="$WORK/jail.json" -- "$WORK/jail" "$WORK/jailroot" 2>"$WORK/jail.err")
+expect_eq "status" 0 "$?"
+expect_eq "the program's output" "jailed" "$out"
+expect_eq "warnings" "" "$(grep 'heapscope: warning' "$WORK/jail.err")"
+expect_eq "the leak made before the chroot" "definitely_lost 4242 leak_before jail.c 18" \
+  "$(jq -r '.leaks[] | select(.kind == "definitely_lost") | "\(.kind) \(.bytes) \(.stack[0].function) \(.stack[0].file | split("/") | last) \(.stack[0].line)"' "$WORK/jail.json")"
+expect_eq "the thread blocked in read, and where it was created" "blocked read main" \
+  "$(jq -r '.threads[] | "\(.state) \(.wait.syscall) \(.created_at[0].function)"' "$WORK/jail.json")"
+child=$(ls "$WORK"/jail.json.* 2>/dev/null | head -1)
+expect_eq "the child's leak, made inside the chroot" "2121 leak_in_child" \
+  "$(jq -r '.leaks[] | select(.kind == "definitely_lost" and .bytes == 2121) | "\(.bytes) \(.stack[0].function)"' "$child")"
+end
+
 # Floors well below what these runs reach (reused whole: sqlite3 99%,
 # python3 71%, gcc 39%; met a recent walk, whole or from some frame on: all
 # but the first capture): a change that keeps every stack right but loses

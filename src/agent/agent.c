@@ -299,7 +299,7 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
   /* Sample mode knows only sampled blocks: pointers held in the others
    * would be missed, so there is no leak check, only profiles. */
   if (!hs_sampling && (hs_opt.leak_check != HS_LC_NO || !final) && hs_leak_check(&res, sp, final && !hs_opt.output))
-    hs_warn("leak check failed (out of memory?); reporting totals only");
+    hs_warn("leak check failed; reporting totals only");
   if (final) atomic_store(&hs_active, 0);
 
   struct hs_report_leak *leaks = res.nrecords ? hs_mmap(res.nrecords * sizeof *leaks) : NULL;

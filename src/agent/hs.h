@@ -503,6 +503,18 @@ void *hs_report_lib(void);
 void *hs_report_sym(const char *name);
 void hs_profile_start(void); /* starts what the options ask for (HTTP) */
 
+/* ---- chroot.c: after the program chroots (daemons do), the files the
+ * check and the report need (/proc, the report library, the ELF and debug
+ * files, the report's path) are outside its root: they are reached from
+ * the old root's directory, opened by the chroot hook. */
+/* The old root's directory, or -1 (no chroot, or the program closed it). */
+int hs_root_dir(void);
+/* open(2) and readlink(2) of an absolute path, through hs_root_dir. */
+int hs_open_path(const char *path, int flags);
+ssize_t hs_readlink_path(const char *path, char *buf, size_t len);
+int hs_unlink_path(const char *path);
+void hs_unwind_before_chroot(void); /* unwind.c */
+
 /* ---- agent.c ----------------------------------------------------------- */
 void hs_report_at_exit(int status, uintptr_t sp);
 int hs_is_root_process(void);

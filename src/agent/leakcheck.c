@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -320,8 +321,12 @@ static inline long find_block(uintptr_t v) {
 /* ---- memory map ------------------------------------------------------- */
 
 static int read_maps(void) {
-  int fd = open("/proc/thread-self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
+  int fd = hs_open_path("/proc/thread-self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    /* /proc not mounted, or gone from a new root the agent did not see */
+    hs_warn("cannot read /proc/thread-self/maps (%s): the leak check needs the memory map", strerror(errno));
+    return -1;
+  }
   size_t cap = 1 << 20, len = 0;
   char *buf = hs_mmap(cap);
   if (!buf) {

@@ -135,7 +135,7 @@ static void on_dump_signal(int sig) {
 
 static void numbered_path(char *out, size_t len, unsigned seq) {
   char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/thread-self/exe", exe, sizeof exe - 1);
+  ssize_t n = hs_readlink_path("/proc/thread-self/exe", exe, sizeof exe - 1);
   exe[n > 0 ? n : 0] = 0;
   const char *prog = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : "prog";
   hs_snprintf(out, len, "%s/heapscope.%s.%d.heap.%04u.pb.gz", hs_opt.output ? hs_opt.output : ".", prog,
@@ -167,7 +167,7 @@ static void *dumper(void *arg) {
     if (e) hs_warn("cannot write heap dump %s: %s", path, strerror(e));
     if (hs_opt.snapshot_keep > 0 && seq > (unsigned)hs_opt.snapshot_keep) {
       numbered_path(path, sizeof path, seq - (unsigned)hs_opt.snapshot_keep);
-      unlink(path);
+      hs_unlink_path(path);
     }
   }
 }

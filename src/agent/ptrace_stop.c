@@ -222,7 +222,7 @@ static int named_tracer;
 
 static int yama_scope(void) {
   char c = 0;
-  int fd = open("/proc/sys/kernel/yama/ptrace_scope", O_RDONLY | O_CLOEXEC);
+  int fd = hs_open_path("/proc/sys/kernel/yama/ptrace_scope", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0; /* no Yama */
   if (read(fd, &c, 1) != 1) c = '0';
   close(fd);

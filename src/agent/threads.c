@@ -48,7 +48,7 @@ uint64_t hs_now_ns(void) {
 static ssize_t read_task_file(pid_t tid, const char *name, char *buf, size_t len) {
   char path[64];
   hs_snprintf(path, sizeof path, "/proc/self/task/%d/%s", (int)tid, name);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = hs_open_path(path, O_RDONLY | O_CLOEXEC);
   ssize_t n = fd >= 0 ? read(fd, buf, len - 1) : -1;
   if (fd >= 0) close(fd);
   buf[n > 0 ? n : 0] = 0;
@@ -538,7 +538,7 @@ static void proc_state(struct hs_report_thread *r, uintptr_t *pc, uintptr_t *sp)
 
 /* End of the mapping that holds addr (a thread's stack top), from maps. */
 static uintptr_t mapping_end(uintptr_t addr) {
-  int fd = open("/proc/thread-self/maps", O_RDONLY | O_CLOEXEC);
+  int fd = hs_open_path("/proc/thread-self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   char buf[8192];
   size_t have = 0;
@@ -820,7 +820,7 @@ struct linux_dirent64 {
 /* Lists the process's threads without opendir (which mallocs): at most cap
  * in out, and returns how many there are. */
 static size_t list_tids(pid_t *out, size_t cap) {
-  int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = hs_open_path("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return 0;
   char buf[8192];
   size_t n = 0;

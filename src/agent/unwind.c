@@ -155,6 +155,13 @@ static int load_libdw(void) {
   return 1;
 }
 
+/* Before a chroot: libdw cannot be loaded from inside the new root. */
+void hs_unwind_before_chroot(void) {
+  hs_lock(&miss_lock);
+  load_libdw();
+  hs_unlock(&miss_lock);
+}
+
 static struct module *module_for(uintptr_t pc) {
   struct find_arg a = {.pc = pc};
   IN_LOADER(dl_iterate_phdr(find_module, &a));
@@ -167,7 +174,7 @@ static struct module *module_for(uintptr_t pc) {
   m->lo = a.lo;
   m->hi = a.hi;
   memcpy(m->name, a.name, sizeof m->name);
-  int fd = open(a.name, O_RDONLY | O_CLOEXEC);
+  int fd = hs_open_path(a.name, O_RDONLY | O_CLOEXEC); /* chroot.c */
   if (fd < 0) return NULL;
   /* ELF_C_READ_MMAP keeps the file mapped; the fd can go. */
   m->elf = dw.elf_begin(fd, ELF_C_READ_MMAP, NULL);

@@ -124,4 +124,9 @@ struct hs_report_output {
 
 typedef int (*hs_report_emit_fn)(const struct hs_report_input *, struct hs_report_output *);
 #define HS_REPORT_EMIT_SYM "hs_report_emit"
+/* The program is about to chroot: files outside the new root are reached
+ * through root_fd (the old root's directory) from now on, and the process's
+ * symbols are read now, while its files are still where its maps say. */
+typedef void (*hs_report_chroot_fn)(int root_fd);
+#define HS_REPORT_CHROOT_SYM "hs_report_chroot"
 #endif

@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "../common/hs_report.h"
+#include "buf.h"
 #include "pprof.h"
 #include "profile.pb-c.h"
 #include "symbolize.h"
@@ -401,7 +402,7 @@ int hs_pprof_threads(const char *kind, const struct hs_prof_stack *st, const cha
 int hs_write_file(const char *path, const void *data, size_t len) {
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = hs_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return errno;
   const char *p = data;
   size_t left = len;
@@ -411,15 +412,15 @@ int hs_write_file(const char *path, const void *data, size_t len) {
     if (w <= 0) {
       int e = errno ? errno : EIO;
       close(fd);
-      unlink(tmp);
+      hs_fs_unlink(tmp);
       return e;
     }
     p += w;
     left -= (size_t)w;
   }
-  if (close(fd) || rename(tmp, path)) {
+  if (close(fd) || hs_fs_rename(tmp, path)) {
     int e = errno;
-    unlink(tmp);
+    hs_fs_unlink(tmp);
     return e;
   }
   return 0;

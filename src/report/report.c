@@ -152,7 +152,7 @@ static void text_retainers(struct hs_buf *b, struct hs_symbolizer *sym, const st
 }
 
 static char *read_file(const char *path, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = hs_fs_open(path, O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0) return NULL;
   size_t cap = 4096, n = 0;
   char *s = malloc(cap);
@@ -178,7 +178,7 @@ static int write_json(const struct hs_report_input *in, struct rec *recs, size_t
                       uint64_t supp_blocks[NKINDS], struct hs_symbolizer *sym, const int *tskip) {
   struct hs_buf b = {0};
   char exe[4096];
-  ssize_t el = readlink("/proc/thread-self/exe", exe, sizeof exe - 1);
+  ssize_t el = hs_fs_readlink("/proc/thread-self/exe", exe, sizeof exe - 1);
   exe[el > 0 ? el : 0] = 0;
   hs_buf_printf(&b, "{\n  \"heapscope_report\": 1,\n  \"program\": ");
   hs_buf_json_str(&b, exe);
@@ -248,7 +248,7 @@ static int write_json(const struct hs_report_input *in, struct rec *recs, size_t
 /* --output: heapscope.<prog>.<pid>.heap.pb.gz, and the leaks profile. */
 static int write_profiles(const struct hs_report_input *in, const struct rec *recs, struct hs_symbolizer *sym) {
   char exe[4096], path[8192];
-  ssize_t el = readlink("/proc/thread-self/exe", exe, sizeof exe - 1);
+  ssize_t el = hs_fs_readlink("/proc/thread-self/exe", exe, sizeof exe - 1);
   exe[el > 0 ? el : 0] = 0;
   const char *prog = el > 0 ? hs_basename(exe) : "prog";
   int rc = 0;
@@ -292,6 +292,11 @@ static int write_profiles(const struct hs_report_input *in, const struct rec *re
   }
   return rc;
 }
+
+/* The agent's chroot hook, before the real chroot: paths go through the old
+ * root from now on (buf.c). This library and its dependencies are loaded
+ * already, which the new root could not provide. */
+__attribute__((visibility("default"))) void hs_report_chroot(int root_fd) { hs_root_fd = root_fd; }
 
 __attribute__((visibility("default"))) int hs_report_emit(const struct hs_report_input *in,
                                                            struct hs_report_output *out) {

@@ -282,7 +282,7 @@ static enum MHD_Result goroutine(struct MHD_Connection *c, int create) {
 
 static enum MHD_Result cmdline(struct MHD_Connection *c) {
   char buf[65536];
-  int fd = open("/proc/thread-self/cmdline", O_RDONLY | O_CLOEXEC);
+  int fd = hs_fs_open("/proc/thread-self/cmdline", O_RDONLY | O_CLOEXEC, 0);
   ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
   if (fd >= 0) close(fd);
   if (n < 0) return text(c, 500, "cannot read /proc/thread-self/cmdline\n");

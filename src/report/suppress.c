@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "suppress.h"
 
 /* Runtime-internal blocks that are not the program's leaks. glibc's
@@ -76,7 +77,7 @@ int hs_supp_parse(struct hs_supp_list *l, const char *text, size_t len, const ch
 }
 
 int hs_supp_load(struct hs_supp_list *l, const char *path, char *err, size_t errlen) {
-  FILE *f = fopen(path, "r");
+  FILE *f = hs_fs_fopen_read(path);
   if (!f) {
     snprintf(err, errlen, "cannot read suppression file %s: %s", path, strerror(errno));
     return -1;

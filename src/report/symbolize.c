@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "symbolize.h"
 
 /* __cxa_demangle, from the program's own C++ runtime if it has one, else
@@ -57,11 +58,28 @@ struct hs_symbolizer {
  * OpenSSL down (ssh: a crash in CRYPTO_THREAD_write_lock), and it would
  * fetch over the network unasked. libdwfl checks the build ID of what is
  * found, so a stale debuglink file is refused. */
+/* After a chroot (hs_root_fd), libdwfl's own lookups by path would look
+ * inside the new root: the build-ID path is opened here instead. */
+static int build_id_debuginfo_via_root(Dwfl_Module *mod, char **debuginfo_file_name) {
+  const unsigned char *bits;
+  GElf_Addr vaddr;
+  int n = dwfl_module_build_id(mod, &bits, &vaddr);
+  if (n < 2 || n > 64) return -1;
+  char path[200];
+  int o = snprintf(path, sizeof path, "/usr/lib/debug/.build-id/%02x/", bits[0]);
+  for (int i = 1; i < n; i++) o += snprintf(path + o, sizeof path - (size_t)o, "%02x", bits[i]);
+  snprintf(path + o, sizeof path - (size_t)o, ".debug");
+  int fd = hs_fs_open(path, O_RDONLY | O_CLOEXEC, 0);
+  if (fd >= 0) *debuginfo_file_name = strdup(path);
+  return fd;
+}
+
 static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
                           const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
                           char **debuginfo_file_name) {
-  int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file, debuglink_crc,
-                                        debuginfo_file_name);
+  int fd = hs_root_fd >= 0 ? build_id_debuginfo_via_root(mod, debuginfo_file_name)
+                           : dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+                                                          debuglink_crc, debuginfo_file_name);
   if (fd >= 0 || !debuglink_file || !file_name || strchr(debuglink_file, '/')) return fd;
   const char *slash = strrchr(file_name, '/');
   int dirlen = slash ? (int)(slash - file_name) : 0;
@@ -69,7 +87,7 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
   for (size_t i = 0; i < sizeof fmt / sizeof fmt[0]; i++) {
     char *path = NULL;
     if (asprintf(&path, fmt[i], dirlen, file_name, debuglink_file) < 0) continue;
-    if (strcmp(path, file_name) && (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+    if (strcmp(path, file_name) && (fd = hs_fs_open(path, O_RDONLY | O_CLOEXEC, 0)) >= 0) {
       *debuginfo_file_name = path;
       return fd;
     }
@@ -78,8 +96,21 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
   return -1;
 }
 
+/* A module's file, through the old root after a chroot. */
+static int find_elf(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base, char **file_name,
+                    Elf **elfp) {
+  if (hs_root_fd >= 0 && modname && modname[0] == '/') {
+    int fd = hs_fs_open(modname, O_RDONLY | O_CLOEXEC, 0);
+    if (fd >= 0) {
+      *file_name = strdup(modname);
+      return fd;
+    }
+  }
+  return dwfl_linux_proc_find_elf(mod, userdata, modname, base, file_name, elfp);
+}
+
 static const Dwfl_Callbacks callbacks = {
-    .find_elf = dwfl_linux_proc_find_elf,
+    .find_elf = find_elf,
     .find_debuginfo = find_debuginfo,
 };
 
@@ -134,7 +165,17 @@ static struct hs_symbolizer *open_new(pid_t pid) {
    * thread has ended (pthread_exit in main, the process running on in
    * others), /proc/PID/maps reads empty and every frame went unnamed. */
   if (pid == getpid()) pid = (pid_t)syscall(SYS_gettid);
-  if (dwfl_linux_proc_report(s->dwfl, pid) != 0) {
+  int bad;
+  if (hs_root_fd >= 0) { /* the maps through the old root; libdwfl would open /proc by its path */
+    char maps[64];
+    snprintf(maps, sizeof maps, "/proc/%d/maps", (int)pid);
+    FILE *f = hs_fs_fopen_read(maps);
+    bad = !f || dwfl_linux_proc_maps_report(s->dwfl, f) != 0;
+    if (f) fclose(f);
+  } else {
+    bad = dwfl_linux_proc_report(s->dwfl, pid) != 0;
+  }
+  if (bad) {
     dwfl_end(s->dwfl);
     free(s);
     return NULL;
