@@ -192,6 +192,42 @@ expect_eq "the child's leak, made inside the chroot" "2121 leak_in_child" \
   "$(jq -r '.leaks[] | select(.kind == "definitely_lost" and .bytes == 2121) | "\(.bytes) \(.stack[0].function)"' "$child")"
 end
 
+# A server that drops its privileges (tests/progs/dropped.c): its /proc
+# auxv became unreadable to it, libdwfl's report of its modules failed, and
+# the report had no symbols, so no default suppression applied (glibc's
+# thread block showed as possibly lost) and the thread report was left out.
+begin "a program that drops its privileges: symbols, default suppressions, the thread report"
+dropdir=$(mktemp -d) # $WORK is the test user's alone: nobody must read the program and write the report
+chmod 1777 "$dropdir"
+gcc -O1 -g -pthread -o "$dropdir/dropped" "$ROOT/tests/progs/dropped.c"
+out=$(T=60 with_timeout "$HS" run --leak-check=full --report="$dropdir/r.json" -- "$dropdir/dropped" 2>"$WORK/dropped.err")
+expect_eq "status" 0 "$?"
+expect_eq "the program's output" "dropped" "$out"
+expect_eq "symbolized" "" "$(grep 'symbolization failed' "$WORK/dropped.err")"
+expect_eq "leaks: the program's only" "definitely_lost 3333 leak_early" \
+  "$(jq -r '.leaks[] | select(.kind != "still_reachable") | "\(.kind) \(.bytes) \(.stack[0].function)"' "$dropdir/r.json")"
+expect_eq "the blocked thread" "blocked anon_pipe_read blocked" \
+  "$(jq -r '.threads[] | "\(.state) \(.wait.wchan) \(.start_routine)"' "$dropdir/r.json")"
+rm -rf "$dropdir"
+end
+
+# No /proc at all (an empty file system over it, in a mount namespace): the check cannot run and
+# says why; the summary does not claim that nothing leaked (it printed a
+# LEAK SUMMARY of zeros), and frames without symbols show their addresses
+# (they showed "(no stack)").
+begin "without /proc: the check says why, no summary of zeros, raw frames"
+gcc -O1 -g -pthread -o "$WORK/noproc" "$ROOT/tests/progs/dropped.c"
+ns="unshare -m"
+[ "$(id -u)" = 0 ] || ns="unshare -rm"
+out=$(T=60 with_timeout $ns sh -c 'mount -t tmpfs none /proc && exec env HEAPSCOPE_OPTIONS=leak_check=full LD_PRELOAD="$1" "$2"' sh \
+  "$ROOT/build/libheapscope.so" "$WORK/noproc" 2>"$WORK/noproc.err")
+expect_eq "status" 0 "$?"
+expect_eq "the program's output" "dropped" "$out"
+expect_match "why" "cannot read /proc/thread-self/maps" "$(cat "$WORK/noproc.err")"
+expect_eq "no LEAK SUMMARY" "" "$(grep 'LEAK SUMMARY' "$WORK/noproc.err")"
+expect_match "the blocked thread's frames, raw" "at 0x[0-9A-F]+: \?\?\?" "$(cat "$WORK/noproc.err")"
+end
+
 # Floors well below what these runs reach (reused whole: sqlite3 99%,
 # python3 71%, gcc 39%; met a recent walk, whole or from some frame on: all
 # but the first capture): a change that keeps every stack right but loses

@@ -298,8 +298,11 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
   size_t nthr = final ? hs_threads_snapshot(&thr, 0, 0) : 0;
   /* Sample mode knows only sampled blocks: pointers held in the others
    * would be missed, so there is no leak check, only profiles. */
-  if (!hs_sampling && (hs_opt.leak_check != HS_LC_NO || !final) && hs_leak_check(&res, sp, final && !hs_opt.output))
+  int failed = 0;
+  if (!hs_sampling && (hs_opt.leak_check != HS_LC_NO || !final) && hs_leak_check(&res, sp, final && !hs_opt.output)) {
     hs_warn("leak check failed; reporting totals only");
+    failed = 1; /* no LEAK SUMMARY of zeros, as if nothing leaked */
+  }
   if (final) atomic_store(&hs_active, 0);
 
   struct hs_report_leak *leaks = res.nrecords ? hs_mmap(res.nrecords * sizeof *leaks) : NULL;
@@ -336,7 +339,7 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
       .exit_status = status,
       .at_exit = final,
       .mode = hs_opt.mode == HS_MODE_SAMPLE ? "sample" : "full",
-      .leak_check = hs_sampling ? HS_LC_NO : final ? (int)hs_opt.leak_check : HS_LC_FULL,
+      .leak_check = hs_sampling || failed ? HS_LC_NO : final ? (int)hs_opt.leak_check : HS_LC_FULL,
       .show_kinds = hs_opt.show_leak_kinds,
       .suppressions = hs_opt.suppressions,
       .default_suppressions = hs_opt.default_suppressions,

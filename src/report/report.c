@@ -395,11 +395,11 @@ __attribute__((visibility("default"))) int hs_report_emit(const struct hs_report
   }
   int *tskip = calloc(in->nthreads + 1, sizeof *tskip);
   size_t tshown = 0;
-  for (size_t i = 0; sym && tskip && i < in->nthreads; i++) {
+  for (size_t i = 0; tskip && i < in->nthreads; i++) { /* without symbols, raw addresses */
     tskip[i] = hs_thread_suppressed(sym, &supp, &in->threads[i]);
     tshown += !tskip[i];
   }
-  if (sym && tskip && tshown) hs_threads_text(&b, sym, in->threads, in->nthreads, tskip, pid);
+  if (tskip && tshown) hs_threads_text(&b, sym, in->threads, in->nthreads, tskip, pid);
   if (!in->quiet || out->shown_blocks || tshown) {
     const char *p = b.s;
     size_t left = b.len;

@@ -165,15 +165,17 @@ static struct hs_symbolizer *open_new(pid_t pid) {
    * thread has ended (pthread_exit in main, the process running on in
    * others), /proc/PID/maps reads empty and every frame went unnamed. */
   if (pid == getpid()) pid = (pid_t)syscall(SYS_gettid);
-  int bad;
-  if (hs_root_fd >= 0) { /* the maps through the old root; libdwfl would open /proc by its path */
+  /* libdwfl reads /proc/PID/auxv too (for the vDSO), which a process that
+   * dropped its privileges (setuid: no longer dumpable) cannot read; its
+   * maps it can. After a chroot, the maps through the old root. */
+  int bad = hs_root_fd >= 0 || dwfl_linux_proc_report(s->dwfl, pid) != 0;
+  if (bad) {
+    dwfl_report_begin(s->dwfl);
     char maps[64];
     snprintf(maps, sizeof maps, "/proc/%d/maps", (int)pid);
     FILE *f = hs_fs_fopen_read(maps);
     bad = !f || dwfl_linux_proc_maps_report(s->dwfl, f) != 0;
     if (f) fclose(f);
-  } else {
-    bad = dwfl_linux_proc_report(s->dwfl, pid) != 0;
   }
   if (bad) {
     dwfl_end(s->dwfl);
@@ -344,7 +346,12 @@ static int resolve(struct hs_symbolizer *s, uintptr_t addr, struct hs_frame **ou
 }
 
 int hs_sym_lookup(struct hs_symbolizer *s, uintptr_t addr, const struct hs_frame **out) {
-  if (!s) return 0; /* no symbolizer (no memory, no maps): addresses only */
+  if (!s) { /* no symbolizer (no memory, no maps): the address alone, valid until the next lookup */
+    static __thread struct hs_frame raw;
+    raw = (struct hs_frame){.addr = addr};
+    *out = &raw;
+    return 1;
+  }
   if (s->count * 2 >= s->cap) {
     size_t ncap = s->cap * 2;
     struct cache_ent *nc = calloc(ncap, sizeof *nc);
