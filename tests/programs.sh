@@ -228,6 +228,19 @@ expect_eq "no LEAK SUMMARY" "" "$(grep 'LEAK SUMMARY' "$WORK/noproc.err")"
 expect_match "the blocked thread's frames, raw" "at 0x[0-9A-F]+: \?\?\?" "$(cat "$WORK/noproc.err")"
 end
 
+# Out of file descriptors at exit (tests/progs/nofds.c, soft limit 64):
+# the check could not read /proc nor the report load its library, and there
+# was no report at all. The soft limit is raised by a few at exit.
+begin "a program out of file descriptors at exit: its report"
+gcc -O1 -g -o "$WORK/nofds" "$ROOT/tests/progs/nofds.c"
+out=$(ulimit -S -n 64 && T=60 with_timeout "$HS" run --leak-check=full --report="$WORK/nofds.json" -- "$WORK/nofds" 2>"$WORK/nofds.err")
+expect_eq "status" 0 "$?"
+expect_eq "the program's output" "out of descriptors after many" "$out"
+expect_eq "warnings" "" "$(grep 'heapscope: warning' "$WORK/nofds.err")"
+expect_eq "the leak" "definitely_lost 555 leak" \
+  "$(jq -r '.leaks[] | select(.kind == "definitely_lost") | "\(.kind) \(.bytes) \(.stack[0].function)"' "$WORK/nofds.json")"
+end
+
 # Floors well below what these runs reach (reused whole: sqlite3 99%,
 # python3 71%, gcc 39%; met a recent walk, whole or from some frame on: all
 # but the first capture): a change that keeps every stack right but loses

@@ -8,6 +8,7 @@
 #define UNW_LOCAL_ONLY
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libunwind.h>
 #include <limits.h>
 #include <link.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "../common/hs_report.h"
@@ -382,6 +384,29 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
   return out.shown_blocks ? out.shown_bytes : 0;
 }
 
+/* A process that ran out of descriptors (a server leaking them) reaches its
+ * exit with none left for the check (/proc) and the report (its library,
+ * the ELF files, --report's file): it had no report at all. The process is
+ * ending, so the soft limit is raised by a few toward the hard one, and
+ * only when not one descriptor is free. */
+static void descriptors_for_report(void) {
+  int fd = fcntl(2, F_DUPFD_CLOEXEC, 0);
+  if (fd >= 0 || errno != EMFILE) {
+    if (fd >= 0) close(fd);
+    return;
+  }
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl)) return;
+  rlim_t want = rl.rlim_cur + 64;
+  if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max) want = rl.rlim_max;
+  if (want > rl.rlim_cur) {
+    rl.rlim_cur = want;
+    if (!setrlimit(RLIMIT_NOFILE, &rl)) return;
+  }
+  hs_warn("no file descriptor is left (limit %lu): the check and the report need a few",
+          (unsigned long)rl.rlim_cur);
+}
+
 static void hs_report_at_exit_cancel_off(int status, uintptr_t sp) {
   if (!atomic_load(&hs_active) || getpid() != my_pid) return; /* vfork child: not ours */
   exit_begin();
@@ -400,6 +425,7 @@ static void hs_report_at_exit_cancel_off(int status, uintptr_t sp) {
   }
   atomic_store(&reporter_tid, (int)gettid());
   hs_in_agent = 1;
+  descriptors_for_report();
   hs_unwind_verify_summary();
   uint64_t shown = check_and_report(status, sp, 1);
   atomic_store(&reported, 2);
