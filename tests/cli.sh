@@ -68,6 +68,15 @@ expect_eq "program's stderr first, unchanged" "$(cat "$WORK/e.plain")" "$(head -
 expect_match "report follows" 'definitely lost: 123 bytes in 1 blocks' "$(cat "$WORK/e.hs")"
 end
 
+# The report's stderr is a pipe whose reader has gone (prog 2>&1 | head -1):
+# the report's write raised SIGPIPE and the program died of it (status 141)
+# where alone it exits 0. Both the leak report and a warning are written.
+begin "the report into a pipe nobody reads: the program's status is its own"
+T=30 with_timeout "$HS" run -- /bin/sleep 0.3 2>&1 | true
+expect_eq "status with the report" 0 "${PIPESTATUS[0]}"
+HEAPSCOPE_OPTIONS=check_timing=1 T=30 with_timeout "$HS" run --leak-check=full -- /bin/sleep 0.3 2>&1 | true
+expect_eq "status with warnings and the report" 0 "${PIPESTATUS[0]}"
+end
 begin "--error-exitcode"
 "$HS" run --error-exitcode=9 -- "$P" out >/dev/null 2>&1; expect_eq "with leaks" 9 "$?"
 "$HS" run --error-exitcode=9 -- "$P" clean >/dev/null 2>&1; expect_eq "without leaks" 0 "$?"

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "../common/hs_write.h"
 #include "hs.h"
 
 /* Where the text report goes. Programs close stderr at exit (coreutils'
@@ -163,17 +164,7 @@ int hs_snprintf(char *buf, size_t len, const char *fmt, ...) {
   return n;
 }
 
-void hs_write_all(int fd, const char *buf, size_t len) {
-  int saved = errno;
-  while (len) {
-    ssize_t w = write(fd, buf, len);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) break;
-    buf += w;
-    len -= (size_t)w;
-  }
-  errno = saved;
-}
+void hs_write_all(int fd, const char *buf, size_t len) { hs_write_quietly(fd, buf, len); }
 
 void hs_dprintf(int fd, const char *fmt, ...) {
   char buf[1024];

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../common/hs_report.h"
+#include "../common/hs_write.h"
 #include "buf.h"
 #include "pprof.h"
 #include "suppress.h"
@@ -401,15 +402,7 @@ __attribute__((visibility("default"))) int hs_report_emit(const struct hs_report
   }
   if (tskip && tshown) hs_threads_text(&b, sym, in->threads, in->nthreads, tskip, pid);
   if (!in->quiet || out->shown_blocks || tshown) {
-    const char *p = b.s;
-    size_t left = b.len;
-    while (left) {
-      ssize_t w = write(in->log_fd, p, left);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) break;
-      p += w;
-      left -= (size_t)w;
-    }
+    hs_write_quietly(in->log_fd, b.s ? b.s : "", b.len);
   }
   hs_buf_free(&b);
   if (in->report_path && write_json(in, recs, in->nleaks, sb, sn, xb, xn, sym, tskip)) out->error = 1;
