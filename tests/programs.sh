@@ -241,6 +241,21 @@ expect_eq "the leak" "definitely_lost 555 leak" \
   "$(jq -r '.leaks[] | select(.kind == "definitely_lost") | "\(.kind) \(.bytes) \(.stack[0].function)"' "$WORK/nofds.json")"
 end
 
+# A plugin loaded with RTLD_DEEPBIND binds to glibc's allocator, past the
+# agent: its allocations go untracked, and blocks of the program's that it
+# frees stay listed. The agent leaves the binding alone (the plugin still
+# calls its own which()) and says so.
+begin "a plugin loaded with RTLD_DEEPBIND: its binding kept, a warning names it"
+gcc -O1 -g -shared -fPIC -o "$WORK/libdeepbind.so" "$ROOT/tests/progs/deepbind_lib.c"
+gcc -O1 -g -o "$WORK/deepbind" "$ROOT/tests/progs/deepbind.c" -ldl
+want=$("$WORK/deepbind" "$WORK/libdeepbind.so")
+out=$(T=60 with_timeout "$HS" run -- "$WORK/deepbind" "$WORK/libdeepbind.so" 2>"$WORK/deepbind.err")
+expect_eq "status" 0 "$?"
+expect_eq "the program's output, as alone" "$want" "$out"
+expect_eq "the binding" "plugin binds to plugin's own which()" "$out"
+expect_match "the warning" "warning: .*libdeepbind.so calls glibc's (malloc|free) directly" "$(cat "$WORK/deepbind.err")"
+end
+
 # Floors well below what these runs reach (reused whole: sqlite3 99%,
 # python3 71%, gcc 39%; met a recent walk, whole or from some frame on: all
 # but the first capture): a change that keeps every stack right but loses

@@ -297,6 +297,7 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
   memset(&res, 0, sizeof res);
   /* Threads first: their stacks as they are when the program exits. */
   struct hs_report_thread *thr = NULL;
+  if (final) hs_bypass_warn();
   size_t nthr = final ? hs_threads_snapshot(&thr, 0, 0) : 0;
   /* Sample mode knows only sampled blocks: pointers held in the others
    * would be missed, so there is no leak check, only profiles. */

@@ -514,6 +514,9 @@ int hs_open_path(const char *path, int flags);
 ssize_t hs_readlink_path(const char *path, char *buf, size_t len);
 int hs_unlink_path(const char *path);
 void hs_unwind_before_chroot(void); /* unwind.c */
+/* bypass.c: a warning for each module that calls glibc's allocator past the
+ * agent (RTLD_DEEPBIND). */
+void hs_bypass_warn(void);
 
 /* ---- agent.c ----------------------------------------------------------- */
 void hs_report_at_exit(int status, uintptr_t sp);

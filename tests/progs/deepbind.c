@@ -1,0 +1,29 @@
+/* Loads tests/progs/deepbind_lib.c with RTLD_DEEPBIND (argv[1]), mixes
+ * blocks between its allocator and the program's, keeps one of its blocks,
+ * and prints which which() the plugin bound to: the agent must not change
+ * that, and says that the plugin's allocations are not tracked. */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+const char *which(void) { return "the program's"; }
+
+int main(int argc, char **argv) {
+  if (argc < 2) return 2;
+  void *h = dlopen(argv[1], RTLD_NOW | RTLD_DEEPBIND);
+  if (!h) {
+    printf("%s\n", dlerror());
+    return 1;
+  }
+  const char *(*pw)(void) = (const char *(*)(void))dlsym(h, "plugin_which");
+  void *(*pa)(size_t) = (void *(*)(size_t))dlsym(h, "plugin_alloc");
+  void (*pf)(void *) = (void (*)(void *))dlsym(h, "plugin_free");
+  for (int i = 0; i < 100; i++) {
+    free(pa(64));  /* the plugin's block, freed by the program */
+    pf(malloc(64)); /* the program's block, freed by the plugin */
+  }
+  static void *kept;
+  kept = pa(100);
+  printf("plugin binds to %s which()\n", pw());
+  return kept ? 0 : 1;
+}
