@@ -242,10 +242,12 @@ expect_eq "the leak" "definitely_lost 555 leak" \
 end
 
 # A plugin loaded with RTLD_DEEPBIND binds to glibc's allocator, past the
-# agent: its allocations go untracked, and blocks of the program's that it
-# frees stay listed. The agent leaves the binding alone (the plugin still
-# calls its own which()) and says so.
-begin "a plugin loaded with RTLD_DEEPBIND: its binding kept, a warning names it"
+# agent: its allocations went untracked (its leak was missed), and blocks of
+# the program's that it freed stayed listed. The agent leaves the binding
+# alone (the plugin still calls its own which()), points the plugin's
+# allocator entries at its hooks once the program frees one of the plugin's
+# blocks, and says so.
+begin "a plugin loaded with RTLD_DEEPBIND: its binding kept, its leak found, a warning names it"
 gcc -O1 -g -shared -fPIC -o "$WORK/libdeepbind.so" "$ROOT/tests/progs/deepbind_lib.c"
 gcc -O1 -g -o "$WORK/deepbind" "$ROOT/tests/progs/deepbind.c" -ldl
 want=$("$WORK/deepbind" "$WORK/libdeepbind.so")
@@ -253,7 +255,9 @@ out=$(T=60 with_timeout "$HS" run -- "$WORK/deepbind" "$WORK/libdeepbind.so" 2>"
 expect_eq "status" 0 "$?"
 expect_eq "the program's output, as alone" "$want" "$out"
 expect_eq "the binding" "plugin binds to plugin's own which()" "$out"
-expect_match "the warning" "warning: .*libdeepbind.so calls glibc's (malloc|free) directly" "$(cat "$WORK/deepbind.err")"
+expect_match "the warning" "warning: .*libdeepbind.so calls glibc's allocator past heapscope" "$(cat "$WORK/deepbind.err")"
+expect_match "the plugin's leak" "definitely lost: 100 bytes in 1 blocks" "$(cat "$WORK/deepbind.err")"
+expect_match "no block of the program's left listed" "in use at exit: [0-9,]+ bytes in [0-9] blocks" "$(cat "$WORK/deepbind.err")"
 end
 
 # Floors well below what these runs reach (reused whole: sqlite3 99%,

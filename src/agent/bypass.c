@@ -4,15 +4,28 @@
  * allocations are never tracked (a leak there is missed), and where it
  * frees a block the agent handed out, the table keeps a block that no
  * longer exists. LeakSanitizer refuses such programs outright; heaptrack
- * drops the flag, which changes how the library binds. The agent changes
- * nothing and says so: at exit, each module whose resolved GOT entry for
- * an allocator function holds glibc's function gets a warning. (Entries
- * not yet bound lazily still point into the module's PLT: those say
- * nothing.) */
+ * drops the flag, which changes how the library binds.
+ *
+ * The agent leaves the binding alone and rewrites only the library's GOT
+ * entries that hold glibc's allocator functions, to the agent's hooks,
+ * which forward to the very same functions: the library then allocates
+ * through the agent as every other module does, and what else it binds to
+ * is unchanged. The moment: the first free() of a block the table does not
+ * know after a library was loaded (such a library's blocks reach the
+ * program, which frees them), without wrapping dlopen (a wrapper would be
+ * the caller whose RUNPATH and $ORIGIN the loader uses). What went past the
+ * agent before is said at exit, as is any module left bypassing it.
+ * (Entries not yet bound lazily still point into the module's PLT; bound
+ * later, they get glibc's functions: a module left so is named at exit.) */
 #define _GNU_SOURCE
 #include <elf.h>
 #include <link.h>
+#include <malloc.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "hs.h"
 
@@ -32,32 +45,80 @@ static uintptr_t dyn_addr(const struct dl_phdr_info *info, uintptr_t p) {
   return p < info->dlpi_addr ? p + info->dlpi_addr : p;
 }
 
-/* The watched function whose GOT entry r names and that resolves to glibc,
- * or NULL. */
-static const char *bypassing(const struct dl_phdr_info *info, const ElfW(Rela) *r, const ElfW(Sym) *symtab,
-                             const char *strtab) {
-  unsigned type = ELF64_R_TYPE(r->r_info);
-  if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) return NULL;
-  const char *name = strtab + symtab[ELF64_R_SYM(r->r_info)].st_name;
-  for (size_t i = 0; i < sizeof watched / sizeof watched[0]; i++) {
-    if (strcmp(name, watched[i])) continue;
-    uintptr_t v = *(const uintptr_t *)(info->dlpi_addr + r->r_offset);
-    uintptr_t libc = 0;
-    if (i == 0) libc = (uintptr_t)hs_real.malloc;
-    if (i == 1) libc = (uintptr_t)hs_real.free;
-    if (i == 2) libc = (uintptr_t)hs_real.calloc;
-    if (i == 3) libc = (uintptr_t)hs_real.realloc;
-    if (i == 4) libc = (uintptr_t)hs_real.posix_memalign;
-    if (i == 5) libc = (uintptr_t)hs_real.aligned_alloc;
-    if (i == 6) libc = (uintptr_t)hs_real.memalign;
-    return libc && v == libc ? name : NULL;
+static uintptr_t libc_fn(size_t i) {
+  switch (i) {
+  case 0: return (uintptr_t)hs_real.malloc;
+  case 1: return (uintptr_t)hs_real.free;
+  case 2: return (uintptr_t)hs_real.calloc;
+  case 3: return (uintptr_t)hs_real.realloc;
+  case 4: return (uintptr_t)hs_real.posix_memalign;
+  case 5: return (uintptr_t)hs_real.aligned_alloc;
+  case 6: return (uintptr_t)hs_real.memalign;
   }
-  return NULL;
+  return 0;
+}
+
+static uintptr_t hook_fn(size_t i) {
+  switch (i) {
+  case 0: return (uintptr_t)malloc;
+  case 1: return (uintptr_t)free;
+  case 2: return (uintptr_t)calloc;
+  case 3: return (uintptr_t)realloc;
+  case 4: return (uintptr_t)posix_memalign;
+  case 5: return (uintptr_t)aligned_alloc;
+  case 6: return (uintptr_t)memalign;
+  }
+  return 0;
+}
+
+/* The index in watched[] of the function whose GOT entry r holds glibc's
+ * definition of, or -1. */
+static int bypassing(const struct dl_phdr_info *info, const ElfW(Rela) *r, const ElfW(Sym) *symtab,
+                     const char *strtab) {
+  unsigned type = ELF64_R_TYPE(r->r_info);
+  if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) return -1;
+  const char *name = strtab + symtab[ELF64_R_SYM(r->r_info)].st_name;
+  for (size_t i = 0; i < sizeof watched / sizeof watched[0]; i++)
+    if (!strcmp(name, watched[i])) {
+      uintptr_t v = __atomic_load_n((const uintptr_t *)(info->dlpi_addr + r->r_offset), __ATOMIC_RELAXED);
+      return libc_fn(i) && v == libc_fn(i) ? (int)i : -1;
+    }
+  return -1;
+}
+
+/* Points the GOT entry at the hook; RELRO pages are made writable for the
+ * store and read-only again. 0, or -1 when the page cannot be written. */
+static int patch(uintptr_t slot, uintptr_t to) {
+  const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+  void *page = (void *)(slot & ~(pg - 1));
+  if (mprotect(page, pg, PROT_READ | PROT_WRITE)) return -1;
+  __atomic_store_n((uintptr_t *)slot, to, __ATOMIC_RELEASE);
+  /* RELRO pages were read-only; a page that was writable (lazy binding's
+   * .got.plt) is left writable, as the loader needs it */
+  return 0;
+}
+
+#define MAX_NOTED 8
+static char noted[MAX_NOTED][128]; /* modules patched, for the exit warning */
+static int nnoted;
+
+struct scan {
+  int fix;      /* rewrite the entries (else: warn) */
+  int changed;  /* a page was made writable that was read-only */
+};
+
+static int in_relro(const struct dl_phdr_info *info, uintptr_t a) {
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uintptr_t s = info->dlpi_addr + ph->p_vaddr;
+    if (ph->p_type == PT_GNU_RELRO && a >= s && a < s + ph->p_memsz) return 1;
+  }
+  return 0;
 }
 
 static int scan_module(struct dl_phdr_info *info, size_t size, void *arg) {
   (void)size;
-  (void)arg;
+  struct scan *sc = arg;
   if (is_runtime(info->dlpi_name) || !info->dlpi_name || !strncmp(info->dlpi_name, "linux-vdso", 10)) return 0;
   const ElfW(Dyn) *dyn = NULL;
   for (int i = 0; i < info->dlpi_phnum; i++)
@@ -76,22 +137,64 @@ static int scan_module(struct dl_phdr_info *info, size_t size, void *arg) {
     if (d->d_tag == DT_RELASZ) relsz[1] = d->d_un.d_val;
   }
   if (!symtab || !strtab) return 0;
+  int fixed = 0;
   for (int k = 0; k < 2; k++)
     for (size_t j = 0; rel[k] && j < relsz[k] / sizeof(ElfW(Rela)); j++) {
-      const char *fn = bypassing(info, &rel[k][j], symtab, strtab);
-      if (fn) {
-        hs_warn("%s calls glibc's %s directly, not through heapscope (loaded with RTLD_DEEPBIND?): its "
-                "allocations are not tracked, and a block of the program's that it frees stays listed",
-                info->dlpi_name, fn);
-        return 0; /* one warning a module */
+      int fn = bypassing(info, &rel[k][j], symtab, strtab);
+      if (fn < 0) continue;
+      const uintptr_t slot = info->dlpi_addr + rel[k][j].r_offset;
+      if (sc->fix) {
+        const int ro = in_relro(info, slot);
+        if (!patch(slot, hook_fn((size_t)fn))) {
+          if (ro) mprotect((void *)(slot & ~((uintptr_t)sysconf(_SC_PAGESIZE) - 1)), (size_t)sysconf(_SC_PAGESIZE),
+                           PROT_READ);
+          fixed = 1;
+        }
+        continue;
       }
+      hs_warn("%s calls glibc's %s directly, not through heapscope (loaded with RTLD_DEEPBIND?): its "
+              "allocations are not tracked, and a block of the program's that it frees stays listed",
+              info->dlpi_name, watched[fn]);
+      return 0; /* one warning a module */
     }
+  if (fixed && nnoted < MAX_NOTED) hs_snprintf(noted[nnoted++], sizeof noted[0], "%s", info->dlpi_name);
   return 0;
+}
+
+static int read_adds(struct dl_phdr_info *info, size_t size, void *arg) {
+  if (size >= offsetof(struct dl_phdr_info, dlpi_adds) + sizeof info->dlpi_adds)
+    *(unsigned long long *)arg = info->dlpi_adds;
+  return 1;
+}
+
+/* free() met a block the table does not know: maybe a library allocates
+ * past the agent. Once for each set of loaded libraries. */
+void hs_bypass_unknown_free(void) {
+  static unsigned long long seen;
+  static atomic_int busy;
+  if (!hs_real.malloc || hs_in_agent || hs_loader_depth || atomic_exchange(&busy, 1)) return;
+  int saved = hs_in_agent;
+  hs_in_agent = 1;
+  hs_loader_depth++;
+  unsigned long long adds = 0;
+  dl_iterate_phdr(read_adds, &adds);
+  if (adds != seen) {
+    seen = adds;
+    struct scan sc = {.fix = 1};
+    dl_iterate_phdr(scan_module, &sc);
+  }
+  hs_loader_depth--;
+  hs_in_agent = saved;
+  atomic_store(&busy, 0);
 }
 
 void hs_bypass_warn(void) {
   if (!hs_real.malloc) return;
+  for (int i = 0; i < nnoted; i++)
+    hs_warn("%s calls glibc's allocator past heapscope (loaded with RTLD_DEEPBIND?): tracked from the first of "
+            "its blocks the program freed, not before", noted[i]);
+  struct scan sc = {.fix = 0};
   hs_loader_depth++;
-  dl_iterate_phdr(scan_module, NULL);
+  dl_iterate_phdr(scan_module, &sc);
   hs_loader_depth--;
 }

@@ -439,7 +439,9 @@ static inline int on_free(void *p) {
     if (HS_UNLIKELY(!hs_filter_clean((uintptr_t)p))) return forget_sampled(p) < 0 ? -1 : 0;
     return 0;
   }
-  return forget(p) < 0 ? -1 : 0;
+  int r = forget(p);
+  if (HS_UNLIKELY(r == 0)) hs_bypass_unknown_free(); /* a block from past the agent? */
+  return r < 0 ? -1 : 0;
 }
 
 #define ENSURE_REAL()                                                                  \
@@ -529,8 +531,10 @@ static HS_COLD void free_slow(void *p) {
     in_glibc = 1; /* hs_real.free is void: no GLIBC() */
     hs_real.free(p);
     in_glibc = 0;
-    if (forget(p) < 0) defer_free((uintptr_t)p | 1);
+    int r = forget(p);
+    if (r < 0) defer_free((uintptr_t)p | 1);
     pending_forget = NULL;
+    if (HS_UNLIKELY(r == 0)) hs_bypass_unknown_free();
     return;
   }
   FINISH_DEFERRED();

@@ -517,6 +517,10 @@ void hs_unwind_before_chroot(void); /* unwind.c */
 /* bypass.c: a warning for each module that calls glibc's allocator past the
  * agent (RTLD_DEEPBIND). */
 void hs_bypass_warn(void);
+/* free() met a block the table does not know: rewrites the GOT entries of
+ * modules that call glibc's allocator past the agent (once for each set of
+ * loaded modules). */
+void hs_bypass_unknown_free(void);
 
 /* ---- agent.c ----------------------------------------------------------- */
 void hs_report_at_exit(int status, uintptr_t sp);
