@@ -107,11 +107,18 @@ struct scan {
   int changed;  /* a page was made writable that was read-only */
 };
 
+/* Whether the loader made a's page read-only: the pages of PT_GNU_RELRO
+ * with both ends rounded down, as glibc's _dl_protect_relro does (the last,
+ * partial page stays writable: making it read-only would fault the
+ * program's next write to the data beside the GOT). */
 static int in_relro(const struct dl_phdr_info *info, uintptr_t a) {
+  const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
   for (int i = 0; i < info->dlpi_phnum; i++) {
     const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    uintptr_t s = info->dlpi_addr + ph->p_vaddr;
-    if (ph->p_type == PT_GNU_RELRO && a >= s && a < s + ph->p_memsz) return 1;
+    if (ph->p_type != PT_GNU_RELRO) continue;
+    uintptr_t s = (info->dlpi_addr + ph->p_vaddr) & ~(pg - 1);
+    uintptr_t e = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(pg - 1);
+    if (a >= s && a < e) return 1;
   }
   return 0;
 }
