@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 void *volatile keep;
-static int fds[2];
+static int fds[2], ready[2];
 
 __attribute__((noinline)) static void leak_early(void) {
   char *p = malloc(3333);
@@ -22,15 +22,23 @@ __attribute__((noinline)) static void leak_early(void) {
 }
 
 static void *blocked(void *a) {
-  char c;
+  char c = 1;
+  if (write(ready[1], &c, 1) != 1) return a;
   return read(fds[0], &c, 1) == 1 ? NULL : a;
 }
 
+/* The thread is about to block: give it the moment to get there. */
+static void wait_blocked(void) {
+  char c;
+  if (read(ready[0], &c, 1) == 1) usleep(100000);
+}
+
 int main(void) {
-  if (pipe(fds)) return 2;
+  if (pipe(fds) || pipe(ready)) return 2;
   leak_early();
   pthread_t t;
   if (pthread_create(&t, NULL, blocked, NULL)) return 2;
+  wait_blocked();
   if (getuid() == 0 ? setgid(65534) || setuid(65534) : prctl(PR_SET_DUMPABLE, 0)) {
     perror("drop");
     return 2;
