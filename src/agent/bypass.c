@@ -19,6 +19,7 @@
  * later, they get glibc's functions: a module left so is named at exit.) */
 #define _GNU_SOURCE
 #include <elf.h>
+#include <fcntl.h>
 #include <link.h>
 #include <malloc.h>
 #include <stddef.h>
@@ -88,13 +89,49 @@ static int bypassing(const struct dl_phdr_info *info, const ElfW(Rela) *r, const
 
 /* Points the GOT entry at the hook; RELRO pages are made writable for the
  * store and read-only again. 0, or -1 when the page cannot be written. */
+/* Whether a's page is writable now (1), read-only (0), or unknown (-1),
+ * from the memory map. */
+static int page_writable(uintptr_t a) {
+  int fd = hs_open_path("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[8192];
+  size_t have = 0;
+  int found = -1;
+  for (;;) {
+    ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+    if (n <= 0) break;
+    have += (size_t)n;
+    buf[have] = 0;
+    char *line = buf, *nl;
+    while ((nl = strchr(line, '\n'))) {
+      *nl = 0;
+      char *end;
+      uintptr_t lo = (uintptr_t)strtoull(line, &end, 16), hi = *end == '-' ? (uintptr_t)strtoull(end + 1, &end, 16) : 0;
+      if (a >= lo && a < hi && *end == ' ') found = end[2] == 'w';
+      line = nl + 1;
+    }
+    have = (size_t)(buf + have - line);
+    memmove(buf, line, have);
+    if (found >= 0 || have == sizeof buf - 1) break;
+  }
+  close(fd);
+  return found;
+}
+
+/* Points the GOT entry at the hook. A read-only page is one the loader
+ * protected after relocating the module (RELRO): made writable for the
+ * store and read-only again. A writable one is written as it is: lazy
+ * binding's .got.plt, or a module another thread's dlopen is still
+ * relocating (it is already in the list dl_iterate_phdr walks); making
+ * that read-only would fault the loader's next relocation in the page. */
 static int patch(uintptr_t slot, uintptr_t to) {
+  const int w = page_writable(slot);
+  if (w < 0) return -1;
   const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
   void *page = (void *)(slot & ~(pg - 1));
-  if (mprotect(page, pg, PROT_READ | PROT_WRITE)) return -1;
+  if (!w && mprotect(page, pg, PROT_READ | PROT_WRITE)) return -1;
   __atomic_store_n((uintptr_t *)slot, to, __ATOMIC_RELEASE);
-  /* RELRO pages were read-only; a page that was writable (lazy binding's
-   * .got.plt) is left writable, as the loader needs it */
+  if (!w) mprotect(page, pg, PROT_READ);
   return 0;
 }
 
@@ -106,22 +143,6 @@ struct scan {
   int fix;      /* rewrite the entries (else: warn) */
   int changed;  /* a page was made writable that was read-only */
 };
-
-/* Whether the loader made a's page read-only: the pages of PT_GNU_RELRO
- * with both ends rounded down, as glibc's _dl_protect_relro does (the last,
- * partial page stays writable: making it read-only would fault the
- * program's next write to the data beside the GOT). */
-static int in_relro(const struct dl_phdr_info *info, uintptr_t a) {
-  const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    if (ph->p_type != PT_GNU_RELRO) continue;
-    uintptr_t s = (info->dlpi_addr + ph->p_vaddr) & ~(pg - 1);
-    uintptr_t e = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(pg - 1);
-    if (a >= s && a < e) return 1;
-  }
-  return 0;
-}
 
 static int scan_module(struct dl_phdr_info *info, size_t size, void *arg) {
   (void)size;
@@ -151,12 +172,7 @@ static int scan_module(struct dl_phdr_info *info, size_t size, void *arg) {
       if (fn < 0) continue;
       const uintptr_t slot = info->dlpi_addr + rel[k][j].r_offset;
       if (sc->fix) {
-        const int ro = in_relro(info, slot);
-        if (!patch(slot, hook_fn((size_t)fn))) {
-          if (ro) mprotect((void *)(slot & ~((uintptr_t)sysconf(_SC_PAGESIZE) - 1)), (size_t)sysconf(_SC_PAGESIZE),
-                           PROT_READ);
-          fixed = 1;
-        }
+        if (!patch(slot, hook_fn((size_t)fn))) fixed = 1;
         continue;
       }
       hs_warn("%s calls glibc's %s directly, not through heapscope (loaded with RTLD_DEEPBIND?): its "
