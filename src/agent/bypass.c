@@ -30,8 +30,18 @@
 
 #include "hs.h"
 
-static const char *const watched[] = {"malloc", "free", "calloc", "realloc", "posix_memalign", "aligned_alloc",
-                                      "memalign"};
+/* The allocator functions watched: name, glibc's (in hs_real), the hook. */
+struct watched {
+  const char *name;
+  size_t real; /* offset in struct hs_real */
+  void (*hook)(void);
+};
+#define W(f) {#f, offsetof(struct hs_real, f), (void (*)(void))f}
+static const struct watched watched[] = {W(malloc),         W(free),          W(calloc), W(realloc),
+                                         W(posix_memalign), W(aligned_alloc), W(memalign)};
+#undef W
+
+static uintptr_t real_of(const struct watched *w) { return *(const uintptr_t *)((const char *)&hs_real + w->real); }
 
 static int is_runtime(const char *name) {
   const char *b = name ? strrchr(name, '/') : NULL;
@@ -46,32 +56,6 @@ static uintptr_t dyn_addr(const struct dl_phdr_info *info, uintptr_t p) {
   return p < info->dlpi_addr ? p + info->dlpi_addr : p;
 }
 
-static uintptr_t libc_fn(size_t i) {
-  switch (i) {
-  case 0: return (uintptr_t)hs_real.malloc;
-  case 1: return (uintptr_t)hs_real.free;
-  case 2: return (uintptr_t)hs_real.calloc;
-  case 3: return (uintptr_t)hs_real.realloc;
-  case 4: return (uintptr_t)hs_real.posix_memalign;
-  case 5: return (uintptr_t)hs_real.aligned_alloc;
-  case 6: return (uintptr_t)hs_real.memalign;
-  }
-  return 0;
-}
-
-static uintptr_t hook_fn(size_t i) {
-  switch (i) {
-  case 0: return (uintptr_t)malloc;
-  case 1: return (uintptr_t)free;
-  case 2: return (uintptr_t)calloc;
-  case 3: return (uintptr_t)realloc;
-  case 4: return (uintptr_t)posix_memalign;
-  case 5: return (uintptr_t)aligned_alloc;
-  case 6: return (uintptr_t)memalign;
-  }
-  return 0;
-}
-
 /* The index in watched[] of the function whose GOT entry r holds glibc's
  * definition of, or -1. */
 static int bypassing(const struct dl_phdr_info *info, const ElfW(Rela) *r, const ElfW(Sym) *symtab,
@@ -80,42 +64,11 @@ static int bypassing(const struct dl_phdr_info *info, const ElfW(Rela) *r, const
   if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) return -1;
   const char *name = strtab + symtab[ELF64_R_SYM(r->r_info)].st_name;
   for (size_t i = 0; i < sizeof watched / sizeof watched[0]; i++)
-    if (!strcmp(name, watched[i])) {
+    if (!strcmp(name, watched[i].name)) {
       uintptr_t v = __atomic_load_n((const uintptr_t *)(info->dlpi_addr + r->r_offset), __ATOMIC_RELAXED);
-      return libc_fn(i) && v == libc_fn(i) ? (int)i : -1;
+      return real_of(&watched[i]) && v == real_of(&watched[i]) ? (int)i : -1;
     }
   return -1;
-}
-
-/* Points the GOT entry at the hook; RELRO pages are made writable for the
- * store and read-only again. 0, or -1 when the page cannot be written. */
-/* Whether a's page is writable now (1), read-only (0), or unknown (-1),
- * from the memory map. */
-static int page_writable(uintptr_t a) {
-  int fd = hs_open_path("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  char buf[8192];
-  size_t have = 0;
-  int found = -1;
-  for (;;) {
-    ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
-    if (n <= 0) break;
-    have += (size_t)n;
-    buf[have] = 0;
-    char *line = buf, *nl;
-    while ((nl = strchr(line, '\n'))) {
-      *nl = 0;
-      char *end;
-      uintptr_t lo = (uintptr_t)strtoull(line, &end, 16), hi = *end == '-' ? (uintptr_t)strtoull(end + 1, &end, 16) : 0;
-      if (a >= lo && a < hi && *end == ' ') found = end[2] == 'w';
-      line = nl + 1;
-    }
-    have = (size_t)(buf + have - line);
-    memmove(buf, line, have);
-    if (found >= 0 || have == sizeof buf - 1) break;
-  }
-  close(fd);
-  return found;
 }
 
 /* Points the GOT entry at the hook. A read-only page is one the loader
@@ -125,8 +78,8 @@ static int page_writable(uintptr_t a) {
  * relocating (it is already in the list dl_iterate_phdr walks); making
  * that read-only would fault the loader's next relocation in the page. */
 static int patch(uintptr_t slot, uintptr_t to) {
-  const int w = page_writable(slot);
-  if (w < 0) return -1;
+  int w;
+  if (hs_mapping_at(slot, NULL, &w)) return -1;
   const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
   void *page = (void *)(slot & ~(pg - 1));
   if (!w && mprotect(page, pg, PROT_READ | PROT_WRITE)) return -1;
@@ -140,8 +93,7 @@ static char noted[MAX_NOTED][128]; /* modules patched, for the exit warning */
 static int nnoted;
 
 struct scan {
-  int fix;      /* rewrite the entries (else: warn) */
-  int changed;  /* a page was made writable that was read-only */
+  int fix; /* rewrite the entries (else: warn) */
 };
 
 static int scan_module(struct dl_phdr_info *info, size_t size, void *arg) {
@@ -172,12 +124,12 @@ static int scan_module(struct dl_phdr_info *info, size_t size, void *arg) {
       if (fn < 0) continue;
       const uintptr_t slot = info->dlpi_addr + rel[k][j].r_offset;
       if (sc->fix) {
-        if (!patch(slot, hook_fn((size_t)fn))) fixed = 1;
+        if (!patch(slot, (uintptr_t)watched[fn].hook)) fixed = 1;
         continue;
       }
       hs_warn("%s calls glibc's %s directly, not through heapscope (loaded with RTLD_DEEPBIND?): its "
               "allocations are not tracked, and a block of the program's that it frees stays listed",
-              info->dlpi_name, watched[fn]);
+              info->dlpi_name, watched[fn].name);
       return 0; /* one warning a module */
     }
   if (fixed && nnoted < MAX_NOTED) hs_snprintf(noted[nnoted++], sizeof noted[0], "%s", info->dlpi_name);
@@ -196,7 +148,6 @@ void hs_bypass_unknown_free(void) {
   static unsigned long long seen;
   static atomic_int busy;
   if (!hs_real.malloc || hs_in_agent || hs_loader_depth || atomic_exchange(&busy, 1)) return;
-  int saved = hs_in_agent;
   hs_in_agent = 1;
   hs_loader_depth++;
   unsigned long long adds = 0;
@@ -207,7 +158,7 @@ void hs_bypass_unknown_free(void) {
     dl_iterate_phdr(scan_module, &sc);
   }
   hs_loader_depth--;
-  hs_in_agent = saved;
+  hs_in_agent = 0;
   atomic_store(&busy, 0);
 }
 

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/hs_path.h"
 #include "../common/hs_report.h"
 #include "hs.h"
 
@@ -34,20 +35,16 @@ int hs_root_dir(void) {
   return fd;
 }
 
-int hs_open_path(const char *path, int flags) {
-  int fd = path[0] == '/' ? hs_root_dir() : -1;
-  return fd >= 0 ? openat(fd, path + 1, flags) : open(path, flags);
-}
+/* (hs_root_dir's identity check only for the paths that use it) */
+static int root_for(const char *path) { return path[0] == '/' ? hs_root_dir() : -1; }
+
+int hs_open_path(const char *path, int flags) { return hs_path_open(root_for(path), path, flags, 0); }
 
 ssize_t hs_readlink_path(const char *path, char *buf, size_t len) {
-  int fd = path[0] == '/' ? hs_root_dir() : -1;
-  return fd >= 0 ? readlinkat(fd, path + 1, buf, len) : readlink(path, buf, len);
+  return hs_path_readlink(root_for(path), path, buf, len);
 }
 
-int hs_unlink_path(const char *path) {
-  int fd = path[0] == '/' ? hs_root_dir() : -1;
-  return fd >= 0 ? unlinkat(fd, path + 1, 0) : unlink(path);
-}
+int hs_unlink_path(const char *path) { return hs_path_unlink(root_for(path), path); }
 
 typedef int (*chroot_fn)(const char *);
 

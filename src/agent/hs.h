@@ -517,6 +517,10 @@ void hs_unwind_before_chroot(void); /* unwind.c */
 /* bypass.c: a warning for each module that calls glibc's allocator past the
  * agent (RTLD_DEEPBIND). */
 void hs_bypass_warn(void);
+/* threads.c: the mapping that holds addr, from /proc/thread-self/maps: its
+ * end and whether it is writable (either may be NULL). 0, or -1 when not
+ * found or the map cannot be read. */
+int hs_mapping_at(uintptr_t addr, uintptr_t *end, int *writable);
 /* free() met a block the table does not know: rewrites the GOT entries of
  * modules that call glibc's allocator past the agent (once for each set of
  * loaded modules). */

@@ -536,33 +536,42 @@ static void proc_state(struct hs_report_thread *r, uintptr_t *pc, uintptr_t *sp)
   }
 }
 
-/* End of the mapping that holds addr (a thread's stack top), from maps. */
-static uintptr_t mapping_end(uintptr_t addr) {
+int hs_mapping_at(uintptr_t addr, uintptr_t *end, int *writable) {
   int fd = hs_open_path("/proc/thread-self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
+  if (fd < 0) return -1;
   char buf[8192];
   size_t have = 0;
-  uintptr_t found = 0;
+  int found = 0;
   for (;;) {
     ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
     if (n <= 0) break;
     have += (size_t)n;
     buf[have] = 0;
     char *line = buf, *nl;
-    while ((nl = strchr(line, '\n'))) {
+    while (!found && (nl = strchr(line, '\n'))) {
       *nl = 0;
-      char *dash;
-      uintptr_t lo = (uintptr_t)strtoull(line, &dash, 16);
-      uintptr_t hi = *dash == '-' ? (uintptr_t)strtoull(dash + 1, NULL, 16) : 0;
-      if (addr >= lo && addr < hi) found = hi;
+      char *p;
+      uintptr_t lo = (uintptr_t)strtoull(line, &p, 16);
+      uintptr_t hi = *p == '-' ? (uintptr_t)strtoull(p + 1, &p, 16) : 0;
+      if (addr >= lo && addr < hi && *p == ' ') { /* "lo-hi rwxp ..." */
+        found = 1;
+        if (end) *end = hi;
+        if (writable) *writable = p[2] == 'w';
+      }
       line = nl + 1;
     }
     have = strlen(line);
     memmove(buf, line, have);
-    if (found) break;
+    if (found || have == sizeof buf - 1) break;
   }
   close(fd);
-  return found;
+  return found ? 0 : -1;
+}
+
+/* End of the mapping that holds addr (a thread's stack top), or 0. */
+static uintptr_t mapping_end(uintptr_t addr) {
+  uintptr_t end = 0;
+  return hs_mapping_at(addr, &end, NULL) ? 0 : end;
 }
 
 /* voluntary + involuntary context switches of a thread, 0 if unknown. */

@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "buf.h"
 
+#include "../common/hs_path.h"
+
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,25 +12,18 @@
 
 int hs_root_fd = -1;
 
-static int via_root(const char *path) { return hs_root_fd >= 0 && path[0] == '/'; }
-
-int hs_fs_open(const char *path, int flags, mode_t mode) {
-  return via_root(path) ? openat(hs_root_fd, path + 1, flags, mode) : open(path, flags, mode);
-}
+int hs_fs_open(const char *path, int flags, mode_t mode) { return hs_path_open(hs_root_fd, path, flags, mode); }
 
 ssize_t hs_fs_readlink(const char *path, char *buf, size_t len) {
-  return via_root(path) ? readlinkat(hs_root_fd, path + 1, buf, len) : readlink(path, buf, len);
+  return hs_path_readlink(hs_root_fd, path, buf, len);
 }
 
-int hs_fs_rename(const char *from, const char *to) {
-  if (hs_root_fd < 0 || from[0] != '/' || to[0] != '/') return rename(from, to);
-  return renameat(hs_root_fd, from + 1, hs_root_fd, to + 1);
-}
+int hs_fs_rename(const char *from, const char *to) { return hs_path_rename(hs_root_fd, from, to); }
 
-int hs_fs_unlink(const char *path) { return via_root(path) ? unlinkat(hs_root_fd, path + 1, 0) : unlink(path); }
+int hs_fs_unlink(const char *path) { return hs_path_unlink(hs_root_fd, path); }
 
 FILE *hs_fs_fopen_read(const char *path) {
-  if (!via_root(path)) return fopen(path, "re");
+  if (!hs_path_via(hs_root_fd, path)) return fopen(path, "re");
   int fd = hs_fs_open(path, O_RDONLY | O_CLOEXEC, 0);
   FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
   if (!f && fd >= 0) close(fd);

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "blocked_thread.h"
 
 void *volatile keep;
-static int fds[2], ready[2];
 
 __attribute__((noinline)) static void leak_before(void) {
   char *p = malloc(4242);
@@ -28,20 +28,8 @@ __attribute__((noinline)) static void leak_in_child(void) {
   keep = 0;
 }
 
-static void *blocked(void *a) {
-  char c = 1;
-  if (write(ready[1], &c, 1) != 1) return a;
-  return read(fds[0], &c, 1) == 1 ? NULL : a;
-}
-
-/* The thread is about to block: give it the moment to get there. */
-static void wait_blocked(void) {
-  char c;
-  if (read(ready[0], &c, 1) == 1) usleep(100000);
-}
-
 int main(int argc, char **argv) {
-  if (argc < 2 || pipe(fds) || pipe(ready)) return 2;
+  if (argc < 2 || blocked_pipes()) return 2;
   leak_before();
   pthread_t t;
   if (pthread_create(&t, NULL, blocked, NULL)) return 2;
