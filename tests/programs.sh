@@ -197,10 +197,14 @@ end
 # the report had no symbols, so no default suppression applied (glibc's
 # thread block showed as possibly lost) and the thread report was left out.
 begin "a program that drops its privileges: symbols, default suppressions, the thread report"
-dropdir=$(mktemp -d) # $WORK is the test user's alone: nobody must read the program and write the report
+# $WORK, and the checkout itself where CI clones into a private directory,
+# are the test user's alone: nobody must read the program, the agent and
+# its report library (loaded at exit), and write the report
+dropdir=$(mktemp -d)
 chmod 1777 "$dropdir"
+cp "$ROOT/build/libheapscope.so" "$ROOT/build/libheapscope_report.so" "$dropdir/"
 gcc -O1 -g -pthread -o "$dropdir/dropped" "$ROOT/tests/progs/dropped.c"
-out=$(T=60 with_timeout "$HS" run --leak-check=full --report="$dropdir/r.json" -- "$dropdir/dropped" 2>"$WORK/dropped.err")
+out=$(HEAPSCOPE_AGENT="$dropdir/libheapscope.so" T=60 with_timeout "$HS" run --leak-check=full --report="$dropdir/r.json" -- "$dropdir/dropped" 2>"$WORK/dropped.err")
 expect_eq "status" 0 "$?"
 expect_eq "the program's output" "dropped" "$out"
 expect_eq "symbolized" "" "$(grep 'symbolization failed' "$WORK/dropped.err")"
@@ -208,7 +212,6 @@ expect_eq "leaks: the program's only" "definitely_lost 3333 leak_early" \
   "$(jq -r '.leaks[] | select(.kind != "still_reachable") | "\(.kind) \(.bytes) \(.stack[0].function)"' "$dropdir/r.json")"
 expect_eq "the blocked thread" "blocked anon_pipe_read blocked" \
   "$(jq -r '.threads[] | "\(.state) \(.wait.wchan) \(.start_routine)"' "$dropdir/r.json")"
-rm -rf "$dropdir"
 end
 
 # No /proc at all (an empty file system over it, in a mount namespace): the check cannot run and
@@ -220,12 +223,13 @@ gcc -O1 -g -pthread -o "$WORK/noproc" "$ROOT/tests/progs/dropped.c"
 ns="unshare -m"
 [ "$(id -u)" = 0 ] || ns="unshare -rm"
 out=$(T=60 with_timeout $ns sh -c 'mount -t tmpfs none /proc && exec env HEAPSCOPE_OPTIONS=leak_check=full LD_PRELOAD="$1" "$2"' sh \
-  "$ROOT/build/libheapscope.so" "$WORK/noproc" 2>"$WORK/noproc.err")
+  "$dropdir/libheapscope.so" "$WORK/noproc" 2>"$WORK/noproc.err") # the agent readable after the drop, as above
 expect_eq "status" 0 "$?"
 expect_eq "the program's output" "dropped" "$out"
 expect_match "why" "cannot read /proc/thread-self/maps" "$(cat "$WORK/noproc.err")"
 expect_eq "no LEAK SUMMARY" "" "$(grep 'LEAK SUMMARY' "$WORK/noproc.err")"
 expect_match "the blocked thread's frames, raw" "at 0x[0-9A-F]+: \?\?\?" "$(cat "$WORK/noproc.err")"
+rm -rf "$dropdir"
 end
 
 # Out of file descriptors at exit (tests/progs/nofds.c, soft limit 64):
