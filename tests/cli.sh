@@ -271,6 +271,32 @@ for i in $(seq 30); do
 done
 end
 
+# The kernel's signal frame is not a root: its unwritten words (reserved
+# fields, padding) kept a copy of a pointer the program had dropped, and the
+# block was "still reachable" (tests/progs/sigframe.c smears it there). The
+# registers and stack of the code it interrupted are roots. On an alternate
+# signal stack, the report also overflowed that stack (SIGSEGV, status 139).
+begin "exit() from a signal handler: the signal frame is not a root, the interrupted context is"
+gcc -O1 -g -o "$WORK/sigframe" "$ROOT/tests/progs/sigframe.c" || fail "sigframe.c does not build"
+for alt in "" altstack; do
+  T=30 with_timeout "$HS" run --show-leak-kinds=all -- "$WORK/sigframe" $alt >/dev/null 2>"$WORK/sf.err"
+  expect_eq "status ($alt)" 3 "$?"
+  expect_match "dropped block lost ($alt)" "definitely lost: 4,242 bytes in 1 blocks" "$(cat "$WORK/sf.err")"
+  expect_match "register and frame of the interrupted code are roots ($alt)" "still reachable: 3,333 bytes in 2 blocks" "$(cat "$WORK/sf.err")"
+  expect_match "symbolized ($alt)" "by 0x[0-9A-F]+: main \\(sigframe.c:" "$(cat "$WORK/sf.err")"
+done
+end
+
+begin "exit() and _exit() on a thread with a 64 KiB stack: the report does not overflow it"
+gcc -O1 -g -pthread -o "$WORK/smallexit" "$ROOT/tests/progs/smallexit.c" || fail "smallexit.c does not build"
+for how in exit _exit; do
+  T=30 with_timeout "$HS" run -- "$WORK/smallexit" $how >/dev/null 2>"$WORK/sx.err"
+  expect_eq "status ($how)" 4 "$?"
+  expect_match "leak found ($how)" "definitely lost: 77 bytes in 1 blocks" "$(cat "$WORK/sx.err")"
+  expect_match "symbolized ($how)" "at 0x[0-9A-F]+: run \\(smallexit.c:" "$(cat "$WORK/sx.err")"
+done
+end
+
 # A program LD_PRELOAD cannot reach runs as it is, with a warning that says
 # why there will be no report (before, nothing at all was printed).
 begin "fork() in a signal handler that interrupted the agent: no hang, in either mode"

@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "../common/hs_report.h"
@@ -408,6 +410,35 @@ static void descriptors_for_report(void) {
           (unsigned long)rl.rlim_cur);
 }
 
+/* The exit report runs on a stack of its own. The thread that exits may
+ * be on a small one: a signal handler's alternate stack (a crash handler
+ * that calls _exit), a thread created with a 64 KiB stack. Symbolizing
+ * alone takes more than 100 KiB of stack (libdw's line tables), and the
+ * report overflowed such a stack into whatever lay below it: the program
+ * died of SIGSEGV instead of exiting with its status. The agent's own
+ * pages are never a root of the check. */
+#define REPORT_STACK (8u << 20)
+static struct {
+  int status;
+  uintptr_t sp;
+  uint64_t shown;
+} on_stack;
+static void report_on_stack(void) { on_stack.shown = check_and_report(on_stack.status, on_stack.sp, 1); }
+static uint64_t report_final(int status, uintptr_t sp) {
+  char *stk = hs_mmap(REPORT_STACK);
+  ucontext_t back, run;
+  if (!stk || getcontext(&run)) return check_and_report(status, sp, 1);
+  mprotect(stk, 4096, PROT_NONE); /* a guard page */
+  on_stack.status = status;
+  on_stack.sp = sp;
+  run.uc_stack.ss_sp = stk;
+  run.uc_stack.ss_size = REPORT_STACK;
+  run.uc_link = &back;
+  makecontext(&run, report_on_stack, 0);
+  if (swapcontext(&back, &run)) return check_and_report(status, sp, 1);
+  return on_stack.shown;
+}
+
 static void hs_report_at_exit_cancel_off(int status, uintptr_t sp) {
   if (!atomic_load(&hs_active) || getpid() != my_pid) return; /* vfork child: not ours */
   exit_begin();
@@ -428,7 +459,7 @@ static void hs_report_at_exit_cancel_off(int status, uintptr_t sp) {
   hs_in_agent = 1;
   descriptors_for_report();
   hs_unwind_verify_summary();
-  uint64_t shown = check_and_report(status, sp, 1);
+  uint64_t shown = report_final(status, sp);
   atomic_store(&reported, 2);
   if (hs_opt.error_exitcode && shown) {
     /* Like valgrind: the process ends with the chosen status. Flush what

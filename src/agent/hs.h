@@ -425,6 +425,18 @@ void hs_threads_unlock(void);
 struct hs_thread *hs_threads_list(void);
 
 #define HS_NGREGS 18
+/* threads.c: the signal frames on this thread's stack from sp up,
+ * innermost first. The leak check scans the context each interrupted
+ * instead of the frame itself. */
+#define HS_MAX_SIGFRAMES 4
+#define HS_SIGFRAME_REGS 16 /* ucontext's gregs r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp */
+struct hs_sigframe {
+  uintptr_t lo;         /* the frame's first word: the handler's return address */
+  uintptr_t resume_sp;  /* the stack pointer it interrupted */
+  uintptr_t resume_end; /* the end of that stack's mapping */
+  uintptr_t regs[HS_SIGFRAME_REGS];
+};
+size_t hs_signal_frames(uintptr_t sp, struct hs_sigframe *out, size_t max);
 struct hs_stopped {
   pid_t tid;
   int stopped;              /* handler ran and saved registers */

@@ -654,6 +654,12 @@ static void heap_sort(void *base, size_t n, size_t sz, int (*less)(const void *,
   }
 }
 
+/* The signal frames on the checking thread's stack, found before the
+ * other threads stop (only one check runs at a time). */
+static struct hs_sigframe sigf[HS_MAX_SIGFRAMES];
+static size_t nsigf;
+static uintptr_t alt_lo, alt_hi; /* its alternate signal stack, when it runs on it */
+
 static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
   struct hs_thread *reg = hs_threads_list();
   size_t capreg = 0, nreg = 0, nsp = 0;
@@ -680,13 +686,31 @@ static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
     int is_stack = 0;
     C.cur_kind = m->file ? HS_ROOT_GLOBAL : HS_ROOT_MMAP;
     C.cur_tid = 0;
-    /* A live thread's stack: only from its stack pointer up. */
-    if (my_sp >= m->start && my_sp < m->end) {
-      from = my_sp;
+    /* A live thread's stack: only from its stack pointer up. This thread's
+     * own, less the frames of the signals it is handling (hs_signal_frames):
+     * each of its ranges begins at a stack pointer and ends at the next
+     * signal frame, or at the end of its mapping. */
+    for (size_t j = 0; j <= nsigf; j++) {
+      uintptr_t lo = j ? sigf[j - 1].resume_sp : my_sp, hi = j < nsigf ? sigf[j].lo : m->end;
+      if (lo < m->start || lo >= m->end) continue;
+      uintptr_t top = lo >= alt_lo && lo < alt_hi ? alt_hi : m->end;
+      if (hi > top || hi < lo) hi = top;
       is_stack = 1;
       C.cur_kind = HS_ROOT_STACK;
       C.cur_tid = gettid();
+      hs_each_not_own(lo, hi, scan_root);
     }
+    /* An alternate signal stack this thread runs on: only the ranges above.
+     * It may be part of larger mappings (a static array in .bss, even
+     * across two): the rest of those is data. */
+    if (alt_lo < m->end && alt_hi > m->start) {
+      C.cur_kind = m->file ? HS_ROOT_GLOBAL : HS_ROOT_MMAP;
+      C.cur_tid = 0;
+      if (m->start < alt_lo) hs_each_not_own(m->start, alt_lo, scan_root);
+      if (alt_hi < m->end) hs_each_not_own(alt_hi, m->end, scan_root);
+      continue;
+    }
+    if (is_stack) continue;
     /* the first stopped thread (in th's order) whose stack pointer is here */
     size_t best = (size_t)-1;
     if (!is_stack && indexed) {
@@ -746,6 +770,9 @@ static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
   if (regs) hs_munmap(regs, capreg * sizeof *regs);
   if (cand) hs_munmap(cand, capreg * sizeof *cand);
   C.cur_kind = HS_ROOT_REGISTER;
+  C.cur_tid = gettid();
+  for (size_t j = 0; j < nsigf; j++)
+    for (int r = 0; r < HS_SIGFRAME_REGS; r++) mark_ptr(sigf[j].regs[r], 1, (uintptr_t)r);
   for (size_t t = 0; t < nth; t++)
     if (th[t].stopped) {
       C.cur_tid = th[t].tid;
@@ -857,6 +884,15 @@ static int hs_leak_check_cancel_off(struct hs_leak_result *res, uintptr_t my_sp,
 
   hs_threads_lock();
   hs_table_lock_all();
+  nsigf = hs_signal_frames(my_sp, sigf, HS_MAX_SIGFRAMES);
+  stack_t ss;
+  alt_lo = alt_hi = 0;
+  /* by my_sp: the exit report runs on a stack of its own (agent.c) */
+  if (nsigf && !sigaltstack(NULL, &ss) && !(ss.ss_flags & SS_DISABLE) && my_sp >= (uintptr_t)ss.ss_sp &&
+      my_sp - (uintptr_t)ss.ss_sp < ss.ss_size) {
+    alt_lo = (uintptr_t)ss.ss_sp;
+    alt_hi = alt_lo + ss.ss_size;
+  }
   hs_checking = 1;
   struct hs_stopped *th = NULL;
   size_t nth = hs_stop_world(&th);

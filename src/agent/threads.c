@@ -987,30 +987,80 @@ void hs_resume_world(void) {
     sigaction(STOP_SIGNAL, &old_action, NULL);
 }
 
-/* Whether this thread runs a signal handler: some frame above the stack
- * pointer returns into glibc's signal trampoline (__restore_rt, the
- * sa_restorer of every handler glibc installs, read back from the kernel
- * for any signal that has one). The stack is scanned word by word up to
- * the end of its mapping (an alternate signal stack included): a stale
- * copy of the address can only make this say yes wrongly, which costs the
- * exit report some memory (the exit heap), never the program. No malloc:
- * it runs before the exit report knows whether glibc's heap is safe. */
 #ifndef SA_RESTORER
 #define SA_RESTORER 0x04000000 /* the kernel's; glibc sets it and hides it */
 #endif
-int hs_in_signal_handler(void) {
-  uintptr_t restorer = 0;
-  for (int sig = 1; sig < NSIG && !restorer; sig++) {
+/* glibc's signal trampoline (__restore_rt, the sa_restorer of every handler
+ * glibc installs, read back from the kernel for any signal that has one),
+ * or 0 when no signal has a handler. */
+static uintptr_t signal_restorer(void) {
+  for (int sig = 1; sig < NSIG; sig++) {
     struct sigaction o;
     if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &o)) continue;
     if ((o.sa_flags & SA_RESTORER) && o.sa_restorer && o.sa_handler != SIG_DFL && o.sa_handler != SIG_IGN)
-      restorer = (uintptr_t)o.sa_restorer;
+      return (uintptr_t)o.sa_restorer;
   }
+  return 0;
+}
+
+/* Whether this thread runs a signal handler: some frame above the stack
+ * pointer returns into glibc's signal trampoline. The stack is scanned
+ * word by word up to the end of its mapping (an alternate signal stack
+ * included): a stale copy of the address can only make this say yes
+ * wrongly, which costs the exit report some memory (the exit heap), never
+ * the program. No malloc: it runs before the exit report knows whether
+ * glibc's heap is safe. */
+int hs_in_signal_handler(void) {
+  uintptr_t restorer = signal_restorer();
   if (!restorer) return 0;
   uintptr_t sp = (uintptr_t)__builtin_frame_address(0), end = mapping_end(sp);
   for (uintptr_t p = sp & ~(uintptr_t)7; p + sizeof(uintptr_t) <= end; p += sizeof(uintptr_t))
     if (*(const uintptr_t *)p == restorer) return 1;
   return 0;
+}
+
+/* The kernel's signal frame (x86-64 rt_sigframe) is the handler's return
+ * address (the trampoline), a ucontext and a siginfo, and the FPU state
+ * further up, below the interrupted stack pointer's red zone. Parts of it
+ * are never written: the sigcontext's reserved words, the padding that
+ * aligns the FPU state, the XSAVE components in their initial state. They
+ * keep whatever an earlier, deeper call left there, and a leak check that
+ * scanned them found a block the program had dropped "still reachable"
+ * (tests/progs/sigframe.c). So the frame is not a root: the interrupted
+ * registers it saved are, and the stack from the interrupted stack pointer
+ * up, as for a thread the check stopped. A word equal to the trampoline's
+ * address is taken for a frame only if the ucontext after it agrees: its
+ * FPU state pointer lies above it, within 64 KiB, and the interrupted stack
+ * pointer lies above that, or on another writable mapping (the handler ran
+ * on an alternate signal stack). */
+size_t hs_signal_frames(uintptr_t sp, struct hs_sigframe *out, size_t max) {
+  uintptr_t restorer = signal_restorer(), end = restorer ? mapping_end(sp) : 0;
+  size_t n = 0;
+  for (uintptr_t p = sp & ~(uintptr_t)7; n < max && p + sizeof(uintptr_t) + sizeof(ucontext_t) <= end;
+       p += sizeof(uintptr_t)) {
+    if (*(const uintptr_t *)p != restorer) continue;
+    const ucontext_t *uc = (const ucontext_t *)(p + sizeof(uintptr_t));
+    uintptr_t fp = (uintptr_t)uc->uc_mcontext.fpregs, rsp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+    if (fp && (fp <= p || fp - p > 65536 || fp % 16)) continue;
+    uintptr_t rsp_end = 0;
+    int w = 0;
+    if (rsp > (fp ? fp : p) && rsp < end) {
+      rsp_end = end;
+    } else if (rsp < p || rsp >= end) { /* an alternate signal stack */
+      if (hs_mapping_at(rsp, &rsp_end, &w) || !w) continue;
+    } else {
+      continue;
+    }
+    struct hs_sigframe *f = &out[n++];
+    f->lo = p;
+    f->resume_sp = rsp;
+    f->resume_end = rsp_end;
+    for (int r = 0; r < HS_SIGFRAME_REGS; r++) f->regs[r] = (uintptr_t)uc->uc_mcontext.gregs[r];
+    /* a signal that interrupted a handler: its frame is further up */
+    p = (rsp & ~(uintptr_t)7) - sizeof(uintptr_t);
+    end = rsp_end;
+  }
+  return n;
 }
 
 /* ---- goleak's VerifyNone for C: heapscope_threads_mark/check ----------- */
