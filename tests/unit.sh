@@ -5,7 +5,7 @@ set -u
 . "$(dirname "$0")/lib/common.sh"
 bin=$WORK/test_units
 begin "unit tests build"
-gcc -std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread -I/usr/include/x86_64-linux-gnu -fsanitize=undefined \
+gcc -std=gnu11 -O1 -g -Wall -Wextra -Werror -pthread -I/usr/include/x86_64-linux-gnu -DHS_UNIT_TEST -fsanitize=undefined \
   -fno-sanitize-recover=undefined -o "$bin" "$ROOT/tests/unit/test_units.c" \
   $(ls "$ROOT"/src/agent/*.c | grep -v agent/agent.c) "$ROOT/src/report/suppress.c" "$ROOT/src/report/buf.c" \
   -lcmocka -lunwind -ldl -lm || fail "does not build"

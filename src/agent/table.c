@@ -3,6 +3,7 @@
  * is an open-addressing table with linear probing and backward-shift
  * deletion (no tombstones), grown by doubling into fresh mmap'd memory. */
 #define _GNU_SOURCE
+#include <stdatomic.h>
 #include <string.h>
 
 #include "hs.h"
@@ -16,6 +17,9 @@ struct shard {
   hs_lock_t lock;
   uint32_t count, cap; /* cap is a power of two, or 0 */
   struct slot *slots;
+  /* While grow() switches arrays: the old one, whole (see grow) */
+  struct slot *prev;
+  uint32_t prev_cap, growing;
 } __attribute__((aligned(64))); /* one cache line each: no false sharing */
 static struct shard shards[NSHARDS];
 _Static_assert(NSHARDS == HS_TABLE_SHARDS, "hs.h names the shard count");
@@ -33,6 +37,17 @@ static inline struct shard *shard_for(uintptr_t a) {
   return &shards[r >> (64 - SHARD_BITS)];
 }
 
+#ifdef HS_UNIT_TEST
+void (*hs_table_midgrow)(void); /* tests/unit: where an exit in a signal handler can land */
+#endif
+
+/* exit() in a signal handler can interrupt this, and the exit report then
+ * takes the shard's lock over (hs_lock_slow) and packs the shard
+ * (hs_table_take). Between the two stores of the switch it would read the
+ * new array with the old capacity and lose half the shard; after the unmap,
+ * fault. So the switch is marked, and while it is, the old array (whole
+ * and still mapped) is the shard. The fences keep the compiler from moving
+ * the stores across the mark; the report runs on this very thread. */
 static int grow(struct shard *s) {
   uint32_t ncap = s->cap ? s->cap * 2 : INITIAL_CAP;
   struct slot *ns = hs_mmap((size_t)ncap * sizeof *ns);
@@ -43,9 +58,22 @@ static int grow(struct shard *s) {
     while (ns[j].addr) j = (j + 1) & (ncap - 1);
     ns[j] = s->slots[i];
   }
-  if (s->slots) hs_munmap(s->slots, (size_t)s->cap * sizeof *ns);
+  struct slot *old = s->slots;
+  uint32_t ocap = s->cap;
+  s->prev = old;
+  s->prev_cap = ocap;
+  atomic_signal_fence(memory_order_seq_cst);
+  s->growing = 1;
+  atomic_signal_fence(memory_order_seq_cst);
   s->slots = ns;
+#ifdef HS_UNIT_TEST
+  if (hs_table_midgrow) hs_table_midgrow();
+#endif
   s->cap = ncap;
+  atomic_signal_fence(memory_order_seq_cst);
+  s->growing = 0;
+  atomic_signal_fence(memory_order_seq_cst);
+  if (old) hs_munmap(old, (size_t)ocap * sizeof *ns);
   return 0;
 }
 
@@ -147,32 +175,42 @@ int hs_table_set_flag(uintptr_t addr, uint64_t flag) {
  * one mapping (mremap: no copy). The ends of the last pages are filled with
  * HS_TABLE_FILLER, above every block; seg[] says where each shard's blocks
  * are. */
-/* Runs on hs_parallel_for's helper too, so: no libc. */
+/* Runs on hs_parallel_for's helper too, so: no libc. The count is what
+ * is found: an insert or a removal the exit interrupted (in a signal
+ * handler) may have left it one off. */
 static void pack_shard(size_t i, void *arg) {
   (void)arg;
   struct shard *s = &shards[i];
-  uint32_t k = 0;
-  for (uint32_t j = 0; s->count && j < s->cap; j++)
+  uint32_t k = 0, most = s->count + 1; /* the room hs_table_take set aside */
+  for (uint32_t j = 0; j < s->cap && k < most; j++)
     if (s->slots[j].addr) s->slots[k++] = s->slots[j];
-  size_t len = ((size_t)s->count * sizeof(struct slot) + 4095) & ~(size_t)4095;
-  for (size_t j = s->count; j < len / sizeof(struct slot); j++) s->slots[j] = (struct slot){HS_TABLE_FILLER, 0};
+  s->count = k;
+  size_t len = ((size_t)k * sizeof(struct slot) + 4095) & ~(size_t)4095;
+  for (size_t j = k; j < len / sizeof(struct slot); j++) s->slots[j] = (struct slot){HS_TABLE_FILLER, 0};
 }
 
 void *hs_table_take(size_t *n, size_t *total, size_t *bytes, struct hs_seg *seg) {
-  size_t need = 0, live = 0, slots = 0;
+  size_t need = 0, slots = 0;
   for (unsigned i = 0; i < NSHARDS; i++) {
-    need += ((size_t)shards[i].count * sizeof(struct slot) + 4095) & ~(size_t)4095;
-    live += shards[i].count;
-    slots += shards[i].count ? shards[i].cap : 0;
+    struct shard *s = &shards[i];
+    if (s->growing) { /* interrupted in grow(): its new array is left as it is */
+      s->slots = s->prev;
+      s->cap = s->prev_cap;
+      s->growing = 0;
+    }
+    if (!s->cap) continue;
+    need += ((size_t)(s->count + 1) * sizeof(struct slot) + 4095) & ~(size_t)4095;
+    slots += s->cap;
   }
   if (!need) return NULL;
   char *r = hs_mmap(need);
   if (!r) return NULL;
   hs_parallel_for(NSHARDS, slots, pack_shard, NULL);
-  size_t off = 0;
+  size_t off = 0, live = 0;
   for (unsigned i = 0; i < NSHARDS; i++) {
     struct shard *s = &shards[i];
     seg[i] = (struct hs_seg){off / sizeof(struct slot), s->count};
+    live += s->count;
     if (!s->cap) continue;
     size_t len = ((size_t)s->count * sizeof(struct slot) + 4095) & ~(size_t)4095;
     if (len) {
