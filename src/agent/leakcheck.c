@@ -691,8 +691,16 @@ static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
      * each of its ranges begins at a stack pointer and ends at the next
      * signal frame, or at the end of its mapping. */
     for (size_t j = 0; j <= nsigf; j++) {
+      /* An interrupted context from its red zone up, as valgrind scans
+       * stacks: the handler may have cut a leaf function short, and such a
+       * function keeps its locals below its stack pointer (tests/progs/
+       * sigframe.c: a block held only there was "definitely lost"). The
+       * threads the check stops are scanned from their stack pointer, as
+       * LeakSanitizer does: those are mostly parked in a system call, and
+       * below it lie stale copies the agent's own hooks left. */
       uintptr_t lo = j ? sigf[j - 1].resume_sp : my_sp, hi = j < nsigf ? sigf[j].lo : m->end;
       if (lo < m->start || lo >= m->end) continue;
+      if (j) lo = lo - m->start > 128 ? lo - 128 : m->start;
       uintptr_t top = lo >= alt_lo && lo < alt_hi ? alt_hi : m->end;
       if (hi > top || hi < lo) hi = top;
       is_stack = 1;

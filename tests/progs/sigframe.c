@@ -1,50 +1,89 @@
-/* exit() from a signal handler, deterministically: the program smears the
- * address of a block it then drops (4242 bytes, definitely lost) over the
- * stack below it, and traps (ud2) so that the kernel's signal frame lands
- * on the smear. Parts of that frame are never written (the sigcontext's
- * reserved words, the FPU state's padding), and a check that scanned them
- * found the dropped block "still reachable". The interrupted code holds two
- * blocks the check must still find: 1111 bytes only in a register, 2222
- * bytes only in its own stack frame. With argv[1] "altstack" the handler
- * runs on an alternate signal stack. */
+/* exit() from a signal handler, deterministically. The program traps (ud2)
+ * once to learn where the kernel puts the signal frame (the same place the
+ * second time: the same call at the same depth), writes the address of a
+ * block it then drops (4242 bytes, definitely lost) over exactly that
+ * frame's place, zeroes the stack below it, and traps again, this time into
+ * a handler that calls exit(3). Parts of the signal frame are never written
+ * (the sigcontext's reserved words, the FPU state's padding): a check that
+ * scanned them found the dropped block "still reachable". The interrupted
+ * code holds two blocks the check must still find: 1111 bytes only in a
+ * register, 2222 bytes only in its own stack frame. With argv[1]
+ * "altstack" the handler runs on an alternate signal stack (a static array,
+ * inside the data segment). */
+#define _GNU_SOURCE
+#include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ucontext.h>
 
-void *volatile keep;
+void *volatile keep, *volatile g1, *volatile g2;
+static sigjmp_buf probe_jb;
+static uintptr_t frame_lo, frame_hi; /* the signal frame: its first word, the interrupted red zone's start */
+static char alt[65536] __attribute__((aligned(64)));
+
+static void on_probe(int s, siginfo_t *si, void *uc_) {
+  (void)s;
+  (void)si;
+  ucontext_t *uc = uc_;
+  frame_lo = (uintptr_t)uc - sizeof(uintptr_t); /* the handler's return address */
+  frame_hi = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP] - 128;
+  siglongjmp(probe_jb, 1);
+}
 static void on_ill(int s) {
   (void)s;
   exit(3);
 }
-__attribute__((noinline)) static void smear(uintptr_t v) {
-  volatile uintptr_t a[2048]; /* 16 KiB below the caller */
-  for (int i = 0; i < 2048 - 64; i++) a[i] = v; /* not the top 512 bytes: trap's frame */
+
+/* Zeroes 64 KiB of stack below the caller, and writes v over [lo, hi) if
+ * that lies there. */
+__attribute__((noinline)) static void smear(uintptr_t v, uintptr_t lo, uintptr_t hi) {
+  volatile uintptr_t a[8192];
+  for (int i = 0; i < 8192; i++) {
+    uintptr_t at = (uintptr_t)&a[i];
+    a[i] = at >= lo && at < hi ? v : 0;
+  }
 }
-__attribute__((noinline)) static void trap(void) {
-  void *volatile in_frame = malloc(2222);
-  keep = malloc(1111);
-  void *in_reg = keep;
-  keep = NULL;
-  __asm__ volatile("ud2" : : "r"(in_reg), "r"(in_frame));
+
+__attribute__((noinline)) static void trap(int probe) {
+  void *volatile in_frame = NULL;
+  void *in_reg = NULL;
+  if (!probe) {
+    in_frame = g2;
+    in_reg = g1;
+    g1 = g2 = NULL;
+  }
+  __asm__ volatile("ud2" : : "r"(in_reg));
+  (void)in_frame;
 }
+
 int main(int argc, char **argv) {
-  static char alt[65536];
+  int on_alt = argc > 1 && !strcmp(argv[1], "altstack");
+  g1 = malloc(1111);
+  g2 = malloc(2222);
+  keep = malloc(4242);
+  if (on_alt) {
+    stack_t ss = {.ss_sp = alt, .ss_size = sizeof alt};
+    sigaltstack(&ss, NULL);
+  }
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_ill;
-  if (argc > 1 && !strcmp(argv[1], "altstack")) {
-    stack_t ss = {.ss_sp = alt, .ss_size = sizeof alt};
-    memset(alt, 0, sizeof alt);
-    sigaltstack(&ss, NULL);
-    sa.sa_flags = SA_ONSTACK;
-  }
+  sa.sa_sigaction = on_probe;
+  sa.sa_flags = SA_SIGINFO | (on_alt ? SA_ONSTACK : 0);
   sigaction(SIGILL, &sa, NULL);
-  keep = malloc(4242);
-  smear((uintptr_t)keep);
-  if (argc > 1) memset(alt, 0, sizeof alt);
-  for (size_t i = 0; argc > 1 && i + sizeof keep <= sizeof alt - 4096; i += sizeof keep)
-    memcpy(alt + i, (const void *)&keep, sizeof keep); /* the alternate stack too, below its top page */
+  if (!sigsetjmp(probe_jb, 1)) trap(1);
+  sa.sa_flags &= ~SA_SIGINFO;
+  sa.sa_handler = on_ill;
+  sigaction(SIGILL, &sa, NULL);
+  if (on_alt) { /* the frame is on the alternate stack: below it, zeros */
+    memset(alt, 0, sizeof alt);
+    for (uintptr_t p = frame_lo; p + sizeof keep <= (uintptr_t)alt + sizeof alt; p += sizeof keep)
+      memcpy((void *)p, (const void *)&keep, sizeof keep);
+    smear(0, 0, 0);
+  } else {
+    smear((uintptr_t)keep, frame_lo, frame_hi);
+  }
   keep = NULL;
-  trap();
+  trap(0);
 }
