@@ -86,6 +86,9 @@ verify_unwind() { # NAME STDIN CMD...
   checked=$(count 'captures checked')
   reused=$(count 'reused whole')
   [ "$reused" -gt 0 ] || fail "no capture reused the previous walk"
+  # the rules come from .eh_frame in memory (src/agent/ehframe.c), each one
+  # checked against libdw's reading: a mismatch is counted above
+  [ "$(count 'rules read from')" -gt 0 ] || fail "no unwind rule was read from .eh_frame"
   if [ -n "${MIN_REUSE_PCT:-}" ]; then # this share of the captures, at least, reused a recent walk whole
     [ $((reused * 100)) -ge $((checked * MIN_REUSE_PCT)) ] || fail "$reused of $checked captures reused a walk whole"
   fi
@@ -146,6 +149,11 @@ MIN_REUSE_PCT=99 verify_unwind stacks-cycle-O0 /dev/null "$D/stacks0" cycle
 # only rbp tells the two stacks apart (a walk must keep its own rbp values)
 MIN_REUSE_PCT=99 verify_unwind stacks-shift-O2 /dev/null "$D/stacks" shift
 MIN_REUSE_PCT=99 verify_unwind stacks-shift-O0 /dev/null "$D/stacks0" shift
+# real programs' libraries, C and C++ (libstdc++'s CIEs have personality
+# routines and LSDAs): every .eh_frame rule against libdw's
+printf 'struct A { virtual ~A() {} }; int main() { try { throw A(); } catch (A &) {} }\n' >"$D/eh.cc"
+verify_unwind python3-imports /dev/null /usr/bin/python3 -c "import json, decimal, sqlite3, ssl, lzma"
+verify_unwind cc1plus /dev/null "$(g++ -print-prog-name=cc1plus)" -quiet -O1 "$D/eh.cc" -o /dev/null
 # dlopen/dlclose of two libraries that load at the same address in turn
 gcc -O2 -g -shared -fPIC -DLIB_A -o "$D/libdlswap_a.so" "$ROOT/tests/progs/dlswap.c"
 gcc -O2 -g -shared -fPIC -DLIB_B -o "$D/libdlswap_b.so" "$ROOT/tests/progs/dlswap.c"

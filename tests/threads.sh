@@ -107,8 +107,11 @@ end
 # the lock was taken around fork.
 begin "fork while other threads are inside the agent: no child hangs"
 gcc -O1 -g -pthread -o "$WORK/forkrace" "$ROOT/tests/progs/forkrace.c" -ldl
-for opts in "" "--mode=sample" "--follow-children=no"; do
-  out=$(T=60 with_timeout "$HS" run --leak-check=no $opts -- "$WORK/forkrace" 150 2>/dev/null)
+gcc -O2 -g -shared -fPIC -DLIB_A -o "$WORK/libforkrace.so" "$ROOT/tests/progs/dlswap.c"
+for opts in "" "--mode=sample" "--follow-children=no" "--leak-check=full"; do
+  lc=--leak-check=no
+  case "$opts" in --leak-check*) lc= ;; esac
+  out=$(T=60 with_timeout "$HS" run $lc $opts -- "$WORK/forkrace" 150 "$WORK/libforkrace.so" 2>/dev/null)
   rc=$?
   expect_eq "status with '$opts'" 0 "$rc"
   expect_eq "children with '$opts'" "forked 150 ok 150" "$out"

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/single_threaded.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -36,7 +37,13 @@ static atomic_int handler_state, handler_tid;
 /* A lock this thread held already (fork in a signal handler that
  * interrupted it inside the agent) is neither waited for nor released: see
  * hs_fork_prepare_begin in hs.h. */
+static int fork_parent_threaded;
 static void atfork_prepare(void) {
+  /* A child of a process with threads may not load libraries (threads.c,
+   * hs_loader_may_open): the report library is loaded now, as the exit
+   * report of this process would anyway. */
+  fork_parent_threaded = !__libc_single_threaded;
+  if (fork_parent_threaded && hs_opt.follow_children && atomic_load(&hs_active)) hs_report_lib();
   hs_fork_prepare_begin();
   hs_threads_lock();
   hs_depot_lock();
@@ -60,6 +67,7 @@ static void atfork_child(void) {
   /* The depot's and the thread list's tidying for the child assume their
    * lists whole: not when the interrupted frame below was changing them
    * (then the child keeps the parent's other threads' entries). */
+  hs_loader_after_fork(fork_parent_threaded);
   if (!hs_fork_held_before_depot()) hs_depot_after_fork_child();
   hs_depot_unlock();
   if (!hs_threads_lock_held_before_fork()) hs_threads_after_fork_child();
@@ -83,6 +91,7 @@ static uintptr_t exit_caller_sp(void) {
    * read /proc/PID/maps and mapped and searched each module's ELF file
    * (looking for its debug file too), about 1 ms of every process's exit
    * (a shell script's subshells each paid it). */
+  if (!hs_loader_usable()) return 0; /* libunwind's walk takes the loader's lock */
   Dl_info di;
   const ElfW(Sym) *sym = NULL;
   if (!dladdr1((void *)exit, &di, (void **)&sym, RTLD_DL_SYMENT) || !sym || !sym->st_size) return 0;

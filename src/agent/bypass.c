@@ -147,7 +147,7 @@ static int read_adds(struct dl_phdr_info *info, size_t size, void *arg) {
 void hs_bypass_unknown_free(void) {
   static unsigned long long seen;
   static atomic_int busy;
-  if (!hs_real.malloc || hs_in_agent || hs_loader_depth || atomic_exchange(&busy, 1)) return;
+  if (!hs_real.malloc || hs_in_agent || hs_loader_depth || !hs_loader_usable() || atomic_exchange(&busy, 1)) return;
   hs_in_agent = 1;
   hs_loader_depth++;
   unsigned long long adds = 0;
@@ -163,7 +163,7 @@ void hs_bypass_unknown_free(void) {
 }
 
 void hs_bypass_warn(void) {
-  if (!hs_real.malloc) return;
+  if (!hs_real.malloc || !hs_loader_usable()) return;
   for (int i = 0; i < nnoted; i++)
     hs_warn("%s calls glibc's allocator past heapscope (loaded with RTLD_DEEPBIND?): tracked from the first of "
             "its blocks the program freed, not before", noted[i]);

@@ -424,6 +424,25 @@ int hs_threads_lock_held_before_fork(void); /* the same for the thread list's lo
 void hs_threads_unlock(void);
 struct hs_thread *hs_threads_list(void);
 
+/* unwind.c's cached unwind rule, packed in 64 bits (0 = not computable):
+ *   bits 0..31  CFA offset (signed)
+ *   bit  32     CFA base is rbp (else rsp)
+ *   bit  33     rbp unchanged by this frame
+ *   bit  34     end of stack (return address undefined)
+ *   bit  35     valid
+ *   bit  36     cached, no rule (the frame goes to libunwind)
+ *   bits 40..55 offset of the saved rbp from the CFA (signed 16) */
+#define HS_RULE_BASE_RBP (1ull << 32)
+#define HS_RULE_RBP_SAME (1ull << 33)
+#define HS_RULE_END (1ull << 34)
+#define HS_RULE_VALID (1ull << 35)
+#define HS_RULE_NONE (1ull << 36)
+/* ehframe.c: the rule at pc from the module's .eh_frame_hdr at hdr, which
+ * lies in the loaded segment [lo, hi). HS_EH_NONE: no plain rule there (0); HS_EH_UNKNOWN:
+ * something only libdw reads. */
+enum { HS_EH_RULE, HS_EH_NONE, HS_EH_UNKNOWN };
+int hs_eh_rule(uintptr_t pc, uintptr_t hdr, uintptr_t lo, uintptr_t hi, uint64_t *rule);
+
 #define HS_NGREGS 18
 /* threads.c: the signal frames on this thread's stack from sp up,
  * innermost first. The leak check scans the context each interrupted
@@ -460,6 +479,12 @@ long hs_futex(void *w, int op, int val, const struct timespec *ts);
 /* parallel.c: clone() with every signal blocked in the child (the caller's
  * mask is put back), for the agent's bare helpers: no program handler may
  * run on their stacks, which share the caller's TLS. */
+/* threads.c: whether this process may take the dynamic loader's list lock
+ * (dl_iterate_phdr, dlopen): not in a child forked while another thread
+ * held it (tried once, from a helper thread) */
+void hs_loader_after_fork(int parent_threaded);
+int hs_loader_usable(void);
+int hs_loader_may_open(void); /* and dlopen: not in a child of a process with threads */
 pid_t hs_clone_blocked(int (*fn)(void *), void *stack_top, int flags, void *arg, pid_t *ptid, pid_t *ctid);
 /* ptrace_stop.c: the same stop by a ptrace helper, which leaves blocking
  * calls uninterrupted. begin starts the helper; stop seizes st[from..to)

@@ -103,7 +103,11 @@ struct hs_agent_api hs_api = {
 void *hs_report_lib(void) {
   static void *handle;
   static int tried;
+  /* a forked child: its code calls dl_iterate_phdr, and it is loaded only
+   * where a dlopen is safe (threads.c) */
+  if (!hs_loader_usable()) return NULL;
   if (tried) return handle;
+  if (!hs_loader_may_open()) return NULL;
   tried = 1;
   Dl_info info;
   char path[PATH_MAX];

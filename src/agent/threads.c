@@ -8,8 +8,10 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1103,4 +1105,96 @@ HS_EXPORT int __heapscope_threads_check(unsigned long mark, int timeout_ms, char
   }
   hs_threads_snapshot_free(t, n);
   return (int)n;
+}
+
+/* ---- the dynamic loader's list lock in a forked child --------------------
+ * glibc resets the loader's main lock in a forked child, not the one that
+ * dl_iterate_phdr, dlopen and dlclose take to walk or change the list of
+ * loaded objects. A child forked while another thread held it (inside
+ * dlopen, dlclose, or a dl_iterate_phdr callback: libunwind's, the
+ * program's) waits forever in its first such call, and the agent makes
+ * them at exit (libunwind's walk to exit()'s caller, the report library,
+ * the RTLD_DEEPBIND scan) and where a capture needs libunwind or libdw.
+ * Every child of tests/progs/forkrace.c hung at exit once rules stopped
+ * costing a lock of the agent's (ehframe.c), which had kept the forks
+ * apart from the reloading thread's dlopen. So a forked child tries the
+ * lock once, before its first such call, from a bare helper thread (as
+ * parallel.c's), and gives it 250 ms; a helper that does not come back
+ * means the lock is held for good, and that process leaves the loader
+ * alone: its captures that need libunwind are empty, its report is not
+ * symbolized, and a warning says why. */
+static atomic_int loader_state; /* 0 usable, 1 to be tried (a forked child), 2 being tried, -1 held for good */
+static int loader_no_open; /* a child of a process with threads: no dlopen (see hs_loader_may_open) */
+void hs_loader_after_fork(int parent_threaded) {
+  if (!parent_threaded) return; /* no other thread could hold the loader's locks */
+  atomic_store(&loader_state, 1);
+  loader_no_open = 1;
+}
+/* A dlopen in a child forked from a process with threads: even with the
+ * lock free and the list consistent, the other thread's dlopen may have
+ * been anywhere (forkrace: a child died in search_cache, on ld.so.cache's
+ * mapping the parent's dlopen was done with). What a child needs is loaded
+ * before the fork instead (agent.c, atfork_prepare). */
+int hs_loader_may_open(void) { return hs_loader_usable() && !loader_no_open; }
+
+static int loader_probe_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)info;
+  (void)size;
+  (void)arg;
+  return 1;
+}
+static atomic_int loader_probe_done;
+static int loader_probe(void *arg) {
+  (void)arg;
+  dl_iterate_phdr(loader_probe_cb, NULL);
+  atomic_store(&loader_probe_done, 1);
+  hs_futex(&loader_probe_done, FUTEX_WAKE, 1, NULL);
+  return 0;
+}
+
+int hs_loader_usable(void) {
+  int s = atomic_load(&loader_state);
+  if (HS_LIKELY(s == 0)) return 1;
+  if (s != 1 || !atomic_compare_exchange_strong(&loader_state, &s, 2)) return 0; /* held, or another thread tries */
+  /* Forked in the middle of a dlopen or dlclose: glibc frees the main
+   * lock in the child, but the list is half changed, and a dlopen there
+   * (the report library's) failed the loader's own assertion and killed
+   * the child ("Inconsistency detected by ld.so: dl-sort-maps.c"). The
+   * loader tells debuggers when its list is consistent. */
+  if (_r_debug.r_state != RT_CONSISTENT) {
+    atomic_store(&loader_state, -1);
+    hs_warn("this process was forked in the middle of another thread's dlopen or dlclose: it leaves the dynamic "
+            "loader alone (stacks that need libunwind are left empty, the report is not symbolized)");
+    return 0;
+  }
+  const size_t stack_size = 64 << 10;
+  char *stack = hs_mmap(stack_size);
+  static volatile pid_t tid; /* cleared by the kernel when the helper is gone */
+  atomic_store(&loader_probe_done, 0);
+  int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
+              CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
+  int ok = stack && hs_clone_blocked(loader_probe, stack + stack_size, flags, NULL, (pid_t *)&tid, (pid_t *)&tid) > 0;
+  struct timespec until, now;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_nsec += 250 * 1000000L;
+  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+  while (ok && !atomic_load(&loader_probe_done)) {
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long ns = (long)(until.tv_sec - now.tv_sec) * 1000000000L + (until.tv_nsec - now.tv_nsec);
+    if (ns <= 0) break;
+    struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
+    hs_futex(&loader_probe_done, FUTEX_WAIT, 0, &ts);
+  }
+  int usable = ok && atomic_load(&loader_probe_done);
+  if (usable) {
+    for (pid_t t; (t = tid) != 0;) hs_futex((void *)&tid, FUTEX_WAIT, t, NULL);
+    hs_munmap(stack, stack_size);
+  } else if (ok) {
+    /* the helper waits for good, on its stack: both stay */
+    hs_warn("this process was forked while another thread held the dynamic loader's lock (inside dlopen, dlclose "
+            "or dl_iterate_phdr), which it never gets back: stacks that need libunwind are left empty and the report "
+            "is not symbolized");
+  }
+  atomic_store(&loader_state, usable ? 0 : -1);
+  return usable;
 }

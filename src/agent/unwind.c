@@ -29,19 +29,12 @@ HS_TLS int hs_loader_depth;
 #define IN_LOADER(call) (hs_loader_depth++, (call), hs_loader_depth--)
 
 /* ---- rules ----------------------------------------------------------- */
-/* A rule, packed in 64 bits (0 = not computable):
- *   bits 0..31  CFA offset (signed)
- *   bit  32     CFA base is rbp (else rsp)
- *   bit  33     rbp unchanged by this frame
- *   bit  34     end of stack (return address undefined)
- *   bit  35     valid
- *   bit  36     R_NONE: cached, no rule (the frame goes to libunwind)
- *   bits 40..55 offset of the saved rbp from the CFA (signed 16) */
-#define R_BASE_RBP (1ull << 32)
-#define R_RBP_SAME (1ull << 33)
-#define R_END (1ull << 34)
-#define R_VALID (1ull << 35)
-#define R_NONE (1ull << 36) /* cached: no rule here (never 0, which means "not cached") */
+/* A rule, packed in 64 bits: hs.h */
+#define R_BASE_RBP HS_RULE_BASE_RBP
+#define R_RBP_SAME HS_RULE_RBP_SAME
+#define R_END HS_RULE_END
+#define R_VALID HS_RULE_VALID
+#define R_NONE HS_RULE_NONE /* cached: no rule here (never 0, which means "not cached") */
 
 struct slot {
   atomic_uintptr_t pc;
@@ -134,6 +127,7 @@ static struct {
 
 static int load_libdw(void) {
   if (dw.state) return dw.state > 0;
+  if (!hs_loader_may_open()) return 0; /* a forked child: threads.c */
   dw.state = -1;
   void *e, *d;
   IN_LOADER(e = dlopen("libelf.so.1", RTLD_NOW | RTLD_LOCAL));
@@ -192,8 +186,74 @@ static int is_cfa_plus(const Dwarf_Op *ops, size_t n, int64_t *off) {
   return 0;
 }
 
-/* Computes the rule at pc with libdw; 0 when the CFI is not a plain rule. */
+static uint64_t libdw_rule(uintptr_t pc, int *read);
+
+/* The rule at pc from .eh_frame in memory (ehframe.c): HS_EH_*. The module
+ * is found with _dl_find_object, which takes no lock: dl_iterate_phdr
+ * takes the loader's, and a child forked while another thread's dlopen
+ * held it waited for it forever at its first capture (tests/threads.sh,
+ * forkrace). A return address of this thread's stack lies in a module the
+ * program cannot unload while the frame is live. The bounds of every read
+ * are the loaded segment that holds .eh_frame_hdr, from the module's
+ * program headers. */
+static int eh_rule(uintptr_t pc, uint64_t *rule, const char **name, uintptr_t *base) {
+  struct dl_find_object fo;
+  if (_dl_find_object((void *)pc, &fo) || !fo.dlfo_eh_frame || !fo.dlfo_link_map) return HS_EH_UNKNOWN;
+  const struct link_map *lm = fo.dlfo_link_map;
+  *name = lm->l_name && *lm->l_name ? lm->l_name : "(the program)";
+  *base = lm->l_addr;
+  if (lm->l_name && *lm->l_name && !strchr(lm->l_name, '/')) return HS_EH_UNKNOWN; /* the vdso */
+  /* the ELF header is at the start of the first loaded segment (file offset 0) */
+  const uintptr_t start = (uintptr_t)fo.dlfo_map_start, end = (uintptr_t)fo.dlfo_map_end;
+  const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)start;
+  if (end - start < 4096 || memcmp(eh->e_ident, ELFMAG, SELFMAG) || eh->e_phentsize != sizeof(ElfW(Phdr)) ||
+      eh->e_phnum > 64 || eh->e_phoff > 4096 - (size_t)eh->e_phnum * sizeof(ElfW(Phdr)))
+    return HS_EH_UNKNOWN;
+  const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(start + eh->e_phoff);
+  const uintptr_t hdr = (uintptr_t)fo.dlfo_eh_frame;
+  int first = 1;
+  for (int i = 0; i < eh->e_phnum; i++) {
+    if (ph[i].p_type != PT_LOAD) continue;
+    if (first && (ph[i].p_offset != 0 || lm->l_addr + ph[i].p_vaddr != start)) return HS_EH_UNKNOWN;
+    first = 0;
+    const uintptr_t s = lm->l_addr + ph[i].p_vaddr;
+    if ((ph[i].p_flags & PF_R) && hdr >= s && hdr < s + ph[i].p_filesz && s + ph[i].p_filesz <= end)
+      return hs_eh_rule(pc, hdr, s, s + ph[i].p_filesz, rule);
+  }
+  return HS_EH_UNKNOWN;
+}
+
+/* Computes the rule at pc; 0 when the CFI is not a plain rule. From
+ * .eh_frame in memory, or with libdw where that reader does not know the
+ * CFI. verify_unwind compares the two. */
+static atomic_ulong rule_checks, rule_mismatches, rules_by_libdw;
 static uint64_t compute_rule(uintptr_t pc) {
+  uint64_t r = 0;
+  const char *name = NULL;
+  uintptr_t base = 0;
+  int st = eh_rule(pc, &r, &name, &base), read = 0;
+  if (st == HS_EH_UNKNOWN) {
+    uint64_t d = libdw_rule(pc, &read);
+    if (read) atomic_fetch_add(&rules_by_libdw, 1);
+    return d;
+  }
+  if (st != HS_EH_RULE) r = 0;
+  if (HS_UNLIKELY(hs_opt.verify_unwind)) {
+    uint64_t d = libdw_rule(pc, &read);
+    if (read) {
+      atomic_fetch_add(&rule_checks, 1);
+      if (d != r && atomic_fetch_add(&rule_mismatches, 1) < 10)
+        hs_warn("unwind rule mismatch at %s+%#lx: .eh_frame %#llx, libdw %#llx", name, (unsigned long)(pc - base),
+                (unsigned long long)r, (unsigned long long)d);
+    }
+  }
+  return r;
+}
+
+/* The rule at pc with libdw; *read says whether libdw read the module. */
+static uint64_t libdw_rule(uintptr_t pc, int *read) {
+  *read = 0;
+  if (!hs_loader_usable()) return 0; /* dlopen and dl_iterate_phdr */
   int saved = hs_in_agent;
   hs_in_agent = 1; /* dlopen and libdw allocate */
   int ok = load_libdw();
@@ -201,6 +261,7 @@ static uint64_t compute_rule(uintptr_t pc) {
   if (!ok) return 0;
   struct module *m = module_for(pc);
   if (!m) return 0;
+  *read = 1;
   Dwarf_Frame *f = NULL;
   if (dw.cfi_addrframe(m->cfi, pc - m->base, &f) != 0 || !f) return 0;
   uint64_t rule = 0;
@@ -696,12 +757,21 @@ static int step_backtrace(void **buf, int want) {
   return n;
 }
 
-static unsigned slow_unwind(uintptr_t *frames, unsigned max) {
+/* steps: unw_step's walk only, never unw_backtrace's. The self-test's
+ * reference needs nothing faster, and unw_backtrace's first call of a
+ * thread builds its rule cache: a 256 KiB table written whole, 64 page
+ * faults of every process that captures a stack, most of which never
+ * come back to libunwind. */
+static unsigned slow_unwind_by(uintptr_t *frames, unsigned max, int steps) {
+  if (!hs_loader_usable()) return 0; /* libunwind takes the loader's lock (a forked child: threads.c) */
   void *buf[HS_MAX_FRAMES + 16];
   unsigned want = max + 8 > HS_MAX_FRAMES + 16 ? HS_MAX_FRAMES + 16 : max + 8;
   int n;
-  IN_LOADER(n = unw_backtrace(buf, (int)want));
-  if (n > 0 && in_gone_range(buf, n))
+  if (steps)
+    IN_LOADER(n = step_backtrace(buf, (int)want));
+  else
+    IN_LOADER(n = unw_backtrace(buf, (int)want));
+  if (!steps && n > 0 && in_gone_range(buf, n))
     IN_LOADER(n = step_backtrace(buf, (int)want));
   if (n <= 0) return 0;
   int skip = 0;
@@ -710,6 +780,7 @@ static unsigned slow_unwind(uintptr_t *frames, unsigned max) {
   for (int i = skip; i < n && out < max; i++) frames[out++] = (uintptr_t)buf[i];
   return out;
 }
+static unsigned slow_unwind(uintptr_t *frames, unsigned max) { return slow_unwind_by(frames, max, 0); }
 
 /* One step of the walk from (sp, bp) with the rule for lookup. Returns 1
  * with the new CFA, return address and where rbp was read (0 if not), 0 at
@@ -1220,9 +1291,10 @@ static HS_COLD void verify(const uintptr_t *frames, unsigned n, unsigned max, in
 
 void hs_unwind_verify_summary(void) {
   if (hs_opt.verify_unwind)
-    hs_warn("verify_unwind: %lu captures checked, %lu reused whole, %lu met a recent walk, %lu mismatches",
+    hs_warn("verify_unwind: %lu captures checked, %lu reused whole, %lu met a recent walk, %lu rules read from "
+            ".eh_frame and checked against libdw, %lu left to libdw, %lu mismatches",
             atomic_load(&verified), atomic_load(&verified_same), atomic_load(&verified_met),
-            atomic_load(&mismatches));
+            atomic_load(&rule_checks), atomic_load(&rules_by_libdw), atomic_load(&mismatches) + atomic_load(&rule_mismatches));
 }
 
 uint32_t hs_stack_capture(unsigned max) {
@@ -1366,7 +1438,7 @@ static int find_unwind_users(struct dl_phdr_info *info, size_t size, void *arg) 
 
 __attribute__((noinline)) static int self_test(void) {
   uintptr_t a[HS_MAX_FRAMES], b[HS_MAX_FRAMES];
-  unsigned m = slow_unwind(b, HS_MAX_FRAMES);
+  unsigned m = slow_unwind_by(b, HS_MAX_FRAMES, 1);
   /* At start-up the stack ends in the dynamic linker's entry code, whose
    * CFI the cache does not model (captures there go to libunwind): compare
    * the frames above it. */

@@ -5,7 +5,10 @@
  * thread forks again and again, and every child allocates (a capture, which
  * needs that lock) before it exits. The agent used to leave the lock held in
  * the child when the fork came while another thread held it: the child spun
- * forever. Prints "forked N ok N". */
+ * forever. A child forked in the middle of the other thread's dlopen finds
+ * the dynamic loader's list lock held for good, or its state half changed:
+ * it must neither wait for it nor load a library (it died in ld.so).
+ * Prints "forked N ok N". */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,6 +18,7 @@
 #include <unistd.h>
 
 static atomic_int stop;
+static const char *lib = "libz.so.1";
 void *volatile sink;
 
 __attribute__((noinline)) static void *alloc_at(int d, size_t n) {
@@ -28,7 +32,7 @@ static void *churn(void *arg) {
   int reload = arg != NULL;
   for (unsigned i = 0; !atomic_load(&stop); i++) {
     if (reload) {
-      void *h = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL);
+      void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
       if (h) dlclose(h);
     }
     free(alloc_at((int)(i % 24), 32));
@@ -38,6 +42,7 @@ static void *churn(void *arg) {
 
 int main(int argc, char **argv) {
   int rounds = argc > 1 ? atoi(argv[1]) : 200;
+  if (argc > 2) lib = argv[2]; /* one nothing else loads: every dlopen maps it, every dlclose unmaps it */
   pthread_t t[2];
   pthread_create(&t[0], NULL, churn, (void *)1);
   pthread_create(&t[1], NULL, churn, NULL);
