@@ -89,6 +89,9 @@ verify_unwind() { # NAME STDIN CMD...
   # the rules come from .eh_frame in memory (src/agent/ehframe.c), each one
   # checked against libdw's reading: a mismatch is counted above
   [ "$(count 'rules read from')" -gt 0 ] || fail "no unwind rule was read from .eh_frame"
+  # the first capture compared the cached walk with libgcc's unwinder
+  [ "$(sed -n 's/.*self-test agreed on \([0-9]*\) frames.*/\1/p' "$D/$name.verify" | head -1)" -gt 0 ] 2>/dev/null ||
+    fail "the self-test compared no frame: $(grep -m1 'self-test' "$D/$name.verify")"
   if [ -n "${MIN_REUSE_PCT:-}" ]; then # this share of the captures, at least, reused a recent walk whole
     [ $((reused * 100)) -ge $((checked * MIN_REUSE_PCT)) ] || fail "$reused of $checked captures reused a walk whole"
   fi

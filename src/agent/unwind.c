@@ -19,6 +19,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "hs.h"
@@ -719,7 +722,33 @@ void hs_unwind_flush(const struct hs_modsnap *before) {
 
 static HS_TLS uintptr_t stack_lo, stack_hi;
 
+/* The main thread's stack without /proc: pthread_getattr_np reads
+ * /proc/self/maps with stdio to find it, 80 us of every process's first
+ * capture. The kernel copies the program's file name to the very top of
+ * the initial stack (AT_EXECFN), so the page after it ends the mapping or
+ * lies below its end; the stack reaches down RLIMIT_STACK from there, as
+ * glibc computes it. Unlimited or huge limits, or anything unexpected, go
+ * to glibc's way. */
+static int main_stack_bounds(uintptr_t *lo, uintptr_t *hi) {
+  uintptr_t name = (uintptr_t)getauxval(AT_EXECFN), sp = (uintptr_t)__builtin_frame_address(0);
+  struct rlimit rl;
+  if (!name || getpid() != (pid_t)syscall(SYS_gettid) || getrlimit(RLIMIT_STACK, &rl) || rl.rlim_cur == RLIM_INFINITY ||
+      rl.rlim_cur > (64ul << 20))
+    return -1;
+  uintptr_t top = (name | 4095) + 1;
+  if (top <= sp || top - sp >= rl.rlim_cur) return -1;
+  *hi = top;
+  *lo = top - (rl.rlim_cur & ~(uintptr_t)4095);
+  return 0;
+}
+
 static HS_COLD int stack_bounds_cancel_off(void) {
+  uintptr_t mlo, mhi;
+  if (!main_stack_bounds(&mlo, &mhi)) {
+    stack_lo = mlo;
+    stack_hi = mhi;
+    return 0;
+  }
   pthread_attr_t a;
   void *lo;
   size_t sz;
@@ -1232,17 +1261,18 @@ unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, int bp_known
 }
 
 static int selftest_pending;
+static unsigned selftest_agreed; /* frames the self-test compared, for verify_unwind's summary */
 static int self_test(void);
 
 static void run_self_test(void) {
-  /* Trust the cache only where it agrees with libunwind: checked at the
-   * first capture, not at start-up, so that libdw loads only when needed. */
+  /* Trust the cache only where it agrees with a second unwinder (libgcc's,
+   * else libunwind's): checked at the first capture, not at start-up. */
   if (!hs_lock_unless_mine(&miss_lock)) return; /* a signal handler's, inside this very code */
   int run = selftest_pending;
   selftest_pending = 0;
   hs_unlock(&miss_lock);
   if (run && self_test()) {
-    hs_warn("the cached unwinder disagrees with libunwind here; using libunwind only");
+    hs_warn("the cached unwinder disagrees with libgcc's unwinder here; using libunwind only");
     hs_fast_unwind = 0;
   }
 }
@@ -1292,9 +1322,10 @@ static HS_COLD void verify(const uintptr_t *frames, unsigned n, unsigned max, in
 void hs_unwind_verify_summary(void) {
   if (hs_opt.verify_unwind)
     hs_warn("verify_unwind: %lu captures checked, %lu reused whole, %lu met a recent walk, %lu rules read from "
-            ".eh_frame and checked against libdw, %lu left to libdw, %lu mismatches",
+            ".eh_frame and checked against libdw, %lu left to libdw, self-test agreed on %u frames, %lu mismatches",
             atomic_load(&verified), atomic_load(&verified_same), atomic_load(&verified_met),
-            atomic_load(&rule_checks), atomic_load(&rules_by_libdw), atomic_load(&mismatches) + atomic_load(&rule_mismatches));
+            atomic_load(&rule_checks), atomic_load(&rules_by_libdw), selftest_agreed,
+            atomic_load(&mismatches) + atomic_load(&rule_mismatches));
 }
 
 uint32_t hs_stack_capture(unsigned max) {
@@ -1436,9 +1467,54 @@ static int find_unwind_users(struct dl_phdr_info *info, size_t size, void *arg) 
   return 0;
 }
 
+/* libgcc's unwinder (libgcc_s, loaded with libunwind): the self-test's
+ * reference. libunwind's first walk of a process took 170-200 us (its
+ * caches and locks set up, each frame's CFI found through
+ * dl_iterate_phdr), most of the first capture's 220-250 us; libgcc's finds
+ * CFI with _dl_find_object and took about 20 us. Its own _Unwind_* names
+ * are libunwind's too: both are taken from libgcc_s's handle. 0 when it is
+ * not loaded. */
+struct gcc_walk {
+  uintptr_t (*get_ip)(void *ctx);
+  void **buf;
+  int n, want;
+};
+static int gcc_frame(void *ctx, void *arg) {
+  struct gcc_walk *w = arg;
+  uintptr_t ip = w->get_ip(ctx);
+  if (!ip || w->n >= w->want) return 5; /* _URC_END_OF_STACK: stop */
+  w->buf[w->n++] = (void *)ip;
+  return 0; /* _URC_NO_REASON */
+}
+static unsigned gcc_unwind(uintptr_t *frames, unsigned max) {
+  static int (*trace)(int (*)(void *, void *), void *);
+  static uintptr_t (*get_ip)(void *);
+  static int tried;
+  if (!tried) {
+    tried = 1;
+    void *h;
+    IN_LOADER(h = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NOLOAD));
+    if (h) {
+      trace = (int (*)(int (*)(void *, void *), void *))dlsym(h, "_Unwind_Backtrace");
+      get_ip = (uintptr_t(*)(void *))dlsym(h, "_Unwind_GetIP");
+      dlclose(h);
+    }
+  }
+  if (!trace || !get_ip) return 0;
+  void *buf[HS_MAX_FRAMES + 16];
+  struct gcc_walk w = {get_ip, buf, 0, max + 8 > HS_MAX_FRAMES + 16 ? HS_MAX_FRAMES + 16 : (int)max + 8};
+  IN_LOADER(trace(gcc_frame, &w));
+  int skip = 0;
+  while (skip < w.n && (uintptr_t)buf[skip] >= hs_self_text_start && (uintptr_t)buf[skip] < hs_self_text_end) skip++;
+  unsigned out = 0;
+  for (int i = skip; i < w.n && out < max; i++) frames[out++] = (uintptr_t)buf[i];
+  return out;
+}
+
 __attribute__((noinline)) static int self_test(void) {
   uintptr_t a[HS_MAX_FRAMES], b[HS_MAX_FRAMES];
-  unsigned m = slow_unwind_by(b, HS_MAX_FRAMES, 1);
+  unsigned m = gcc_unwind(b, HS_MAX_FRAMES);
+  if (!m) m = slow_unwind_by(b, HS_MAX_FRAMES, 1);
   /* At start-up the stack ends in the dynamic linker's entry code, whose
    * CFI the cache does not model (captures there go to libunwind): compare
    * the frames above it. */
@@ -1447,6 +1523,7 @@ __attribute__((noinline)) static int self_test(void) {
   if (n != (int)m - 1) return -1;
   for (int i = 0; i < n; i++)
     if (a[i] != b[i]) return -1;
+  selftest_agreed = (unsigned)n;
   return 0;
 }
 
