@@ -485,6 +485,10 @@ long hs_futex(void *w, int op, int val, const struct timespec *ts);
 void hs_loader_after_fork(int parent_threaded);
 int hs_loader_usable(void);
 int hs_loader_may_open(void); /* and dlopen: not in a child of a process with threads */
+/* unwind.c: the CFA of the innermost frame of the function [lo, hi) on this
+ * thread's stack (its caller's stack pointer), with libgcc's unwinder; 0 if
+ * not found */
+uintptr_t hs_unwind_cfa_of(uintptr_t lo, uintptr_t hi);
 pid_t hs_clone_blocked(int (*fn)(void *), void *stack_top, int flags, void *arg, pid_t *ptid, pid_t *ctid);
 /* ptrace_stop.c: the same stop by a ptrace helper, which leaves blocking
  * calls uninterrupted. begin starts the helper; stop seizes st[from..to)

@@ -191,40 +191,86 @@ static int is_cfa_plus(const Dwarf_Op *ops, size_t n, int64_t *off) {
 
 static uint64_t libdw_rule(uintptr_t pc, int *read);
 
-/* The rule at pc from .eh_frame in memory (ehframe.c): HS_EH_*. The module
- * is found with _dl_find_object, which takes no lock: dl_iterate_phdr
- * takes the loader's, and a child forked while another thread's dlopen
- * held it waited for it forever at its first capture (tests/threads.sh,
- * forkrace). A return address of this thread's stack lies in a module the
- * program cannot unload while the frame is live. The bounds of every read
- * are the loaded segment that holds .eh_frame_hdr, from the module's
- * program headers. */
-static int eh_rule(uintptr_t pc, uint64_t *rule, const char **name, uintptr_t *base) {
+/* The rule at pc from .eh_frame in memory (ehframe.c), given the module's
+ * program headers: HS_EH_*. The bounds of every read are the loaded
+ * segment that holds .eh_frame_hdr. */
+static int eh_rule_phdrs(uintptr_t pc, uintptr_t load_bias, const ElfW(Phdr) *ph, int phnum, uintptr_t hdr,
+                         uint64_t *rule) {
+  for (int i = 0; hdr && i < phnum; i++) {
+    const uintptr_t s = load_bias + ph[i].p_vaddr;
+    if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_R) && hdr >= s && hdr < s + ph[i].p_filesz)
+      return hs_eh_rule(pc, hdr, s, s + ph[i].p_filesz, rule);
+  }
+  return HS_EH_UNKNOWN;
+}
+
+/* A capture's own return addresses: the module is found with
+ * _dl_find_object, which takes no lock. dl_iterate_phdr takes the loader's,
+ * and a child forked while another thread's dlopen held it waited for it
+ * forever at its first capture (tests/threads.sh, forkrace). A return
+ * address of this thread's live stack lies in a module the program cannot
+ * unload while the frame is live. The program headers are read from the
+ * ELF header at the start of the first loaded segment (file offset 0). */
+static int eh_rule_own(uintptr_t pc, uint64_t *rule, const char **name, uintptr_t *base) {
   struct dl_find_object fo;
   if (_dl_find_object((void *)pc, &fo) || !fo.dlfo_eh_frame || !fo.dlfo_link_map) return HS_EH_UNKNOWN;
   const struct link_map *lm = fo.dlfo_link_map;
   *name = lm->l_name && *lm->l_name ? lm->l_name : "(the program)";
   *base = lm->l_addr;
   if (lm->l_name && *lm->l_name && !strchr(lm->l_name, '/')) return HS_EH_UNKNOWN; /* the vdso */
-  /* the ELF header is at the start of the first loaded segment (file offset 0) */
   const uintptr_t start = (uintptr_t)fo.dlfo_map_start, end = (uintptr_t)fo.dlfo_map_end;
   const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)start;
   if (end - start < 4096 || memcmp(eh->e_ident, ELFMAG, SELFMAG) || eh->e_phentsize != sizeof(ElfW(Phdr)) ||
       eh->e_phnum > 64 || eh->e_phoff > 4096 - (size_t)eh->e_phnum * sizeof(ElfW(Phdr)))
     return HS_EH_UNKNOWN;
   const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(start + eh->e_phoff);
-  const uintptr_t hdr = (uintptr_t)fo.dlfo_eh_frame;
-  int first = 1;
-  for (int i = 0; i < eh->e_phnum; i++) {
-    if (ph[i].p_type != PT_LOAD) continue;
-    if (first && (ph[i].p_offset != 0 || lm->l_addr + ph[i].p_vaddr != start)) return HS_EH_UNKNOWN;
-    first = 0;
-    const uintptr_t s = lm->l_addr + ph[i].p_vaddr;
-    if ((ph[i].p_flags & PF_R) && hdr >= s && hdr < s + ph[i].p_filesz && s + ph[i].p_filesz <= end)
-      return hs_eh_rule(pc, hdr, s, s + ph[i].p_filesz, rule);
-  }
-  return HS_EH_UNKNOWN;
+  for (int i = 0; i < eh->e_phnum; i++)
+    if (ph[i].p_type == PT_LOAD) {
+      if (ph[i].p_offset != 0 || lm->l_addr + ph[i].p_vaddr != start) return HS_EH_UNKNOWN;
+      break;
+    }
+  return eh_rule_phdrs(pc, lm->l_addr, ph, eh->e_phnum, (uintptr_t)fo.dlfo_eh_frame, rule);
 }
+
+/* Another thread's return addresses (a thread dump, hs_unwind_remote):
+ * that thread may have returned from the module and be unloading it right
+ * now, so the module is read inside dl_iterate_phdr, whose lock dlclose
+ * needs to unlink it before unmapping it (a dump while threads dlopen and
+ * dlclose, tests/progs/dumprace.c, died reading an unmapped ELF header). */
+struct eh_locked {
+  uintptr_t pc, base;
+  const char *name;
+  int status;
+  uint64_t rule;
+};
+static int eh_rule_cb(struct dl_phdr_info *info, size_t size, void *p) {
+  (void)size;
+  struct eh_locked *a = p;
+  uintptr_t hdr = 0;
+  int in = 0;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uintptr_t s = info->dlpi_addr + ph->p_vaddr;
+    if (ph->p_type == PT_LOAD && a->pc >= s && a->pc < s + ph->p_memsz) in = 1;
+    if (ph->p_type == PT_GNU_EH_FRAME) hdr = s;
+  }
+  if (!in) return 0;
+  a->base = info->dlpi_addr;
+  a->name = module_name(info);
+  if (strchr(a->name, '/')) a->status = eh_rule_phdrs(a->pc, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum, hdr, &a->rule);
+  return 1;
+}
+static int eh_rule_locked(uintptr_t pc, uint64_t *rule, const char **name, uintptr_t *base) {
+  struct eh_locked a = {pc, 0, NULL, HS_EH_UNKNOWN, 0};
+  if (!hs_loader_usable()) return HS_EH_UNKNOWN;
+  IN_LOADER(dl_iterate_phdr(eh_rule_cb, &a));
+  *rule = a.rule;
+  *name = a.name ? a.name : "?";
+  *base = a.base;
+  return a.status;
+}
+
+static HS_TLS int unwinding_remote; /* hs_unwind_remote's walk: rules for another thread's stack */
 
 /* Computes the rule at pc; 0 when the CFI is not a plain rule. From
  * .eh_frame in memory, or with libdw where that reader does not know the
@@ -234,7 +280,7 @@ static uint64_t compute_rule(uintptr_t pc) {
   uint64_t r = 0;
   const char *name = NULL;
   uintptr_t base = 0;
-  int st = eh_rule(pc, &r, &name, &base), read = 0;
+  int st = unwinding_remote ? eh_rule_locked(pc, &r, &name, &base) : eh_rule_own(pc, &r, &name, &base), read = 0;
   if (st == HS_EH_UNKNOWN) {
     uint64_t d = libdw_rule(pc, &read);
     if (read) atomic_fetch_add(&rules_by_libdw, 1);
@@ -1229,8 +1275,17 @@ fail:
  * the copy when there is one; a frame that needs an unknown rbp ends the
  * walk. frames[0] is pc + 1 (pc is not a return address). Rules missing
  * from the cache are computed here, in the caller's context. */
+static unsigned remote_walk(uintptr_t pc, uintptr_t sp, uintptr_t hi, int bp_known, uintptr_t bp, const void *copy,
+                            size_t len, uintptr_t *frames, unsigned max);
 unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, int bp_known, uintptr_t bp, const void *copy,
                           size_t len, uintptr_t *frames, unsigned max) {
+  unwinding_remote = 1;
+  unsigned n = remote_walk(pc, sp, hi, bp_known, bp, copy, len, frames, max);
+  unwinding_remote = 0;
+  return n;
+}
+static unsigned remote_walk(uintptr_t pc, uintptr_t sp, uintptr_t hi, int bp_known, uintptr_t bp, const void *copy,
+                            size_t len, uintptr_t *frames, unsigned max) {
   if (!cache || !max || sp >= hi) return 0;
   const uintptr_t base = sp;
   if (copy && hi - base > len) hi = base + len;
@@ -1478,7 +1533,25 @@ struct gcc_walk {
   uintptr_t (*get_ip)(void *ctx);
   void **buf;
   int n, want;
+  uintptr_t lo, hi, cfa; /* hs_unwind_cfa_of: the function's range, its frame's CFA */
 };
+static int (*gcc_trace)(int (*)(void *, void *), void *);
+static uintptr_t (*gcc_get_ip)(void *), (*gcc_get_cfa)(void *);
+static int gcc_tried;
+static int gcc_load(void) {
+  if (!gcc_tried) {
+    gcc_tried = 1;
+    void *h;
+    IN_LOADER(h = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NOLOAD));
+    if (h) {
+      gcc_trace = (int (*)(int (*)(void *, void *), void *))dlsym(h, "_Unwind_Backtrace");
+      gcc_get_ip = (uintptr_t(*)(void *))dlsym(h, "_Unwind_GetIP");
+      gcc_get_cfa = (uintptr_t(*)(void *))dlsym(h, "_Unwind_GetCFA");
+      dlclose(h);
+    }
+  }
+  return gcc_trace && gcc_get_ip && gcc_get_cfa;
+}
 static int gcc_frame(void *ctx, void *arg) {
   struct gcc_walk *w = arg;
   uintptr_t ip = w->get_ip(ctx);
@@ -1487,28 +1560,39 @@ static int gcc_frame(void *ctx, void *arg) {
   return 0; /* _URC_NO_REASON */
 }
 static unsigned gcc_unwind(uintptr_t *frames, unsigned max) {
-  static int (*trace)(int (*)(void *, void *), void *);
-  static uintptr_t (*get_ip)(void *);
-  static int tried;
-  if (!tried) {
-    tried = 1;
-    void *h;
-    IN_LOADER(h = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NOLOAD));
-    if (h) {
-      trace = (int (*)(int (*)(void *, void *), void *))dlsym(h, "_Unwind_Backtrace");
-      get_ip = (uintptr_t(*)(void *))dlsym(h, "_Unwind_GetIP");
-      dlclose(h);
-    }
-  }
-  if (!trace || !get_ip) return 0;
+  if (!gcc_load()) return 0;
   void *buf[HS_MAX_FRAMES + 16];
-  struct gcc_walk w = {get_ip, buf, 0, max + 8 > HS_MAX_FRAMES + 16 ? HS_MAX_FRAMES + 16 : (int)max + 8};
-  IN_LOADER(trace(gcc_frame, &w));
+  struct gcc_walk w = {gcc_get_ip, buf, 0, max + 8 > HS_MAX_FRAMES + 16 ? HS_MAX_FRAMES + 16 : (int)max + 8, 0, 0, 0};
+  IN_LOADER(gcc_trace(gcc_frame, &w));
   int skip = 0;
   while (skip < w.n && (uintptr_t)buf[skip] >= hs_self_text_start && (uintptr_t)buf[skip] < hs_self_text_end) skip++;
   unsigned out = 0;
   for (int i = skip; i < w.n && out < max; i++) frames[out++] = (uintptr_t)buf[i];
   return out;
+}
+
+/* The CFA of the innermost frame of the function [lo, hi) on this stack:
+ * its caller's stack pointer. A return address is one past its call, and
+ * a call that never returns may be a function's last instruction.
+ * libgcc's _Unwind_GetCFA gives a frame's stack pointer at its call (the
+ * CFA of the frame below): the caller's is the one wanted. 0 when libgcc's
+ * unwinder is not there or the function is not on the stack. */
+static int cfa_frame(void *ctx, void *arg) {
+  struct gcc_walk *w = arg;
+  if (w->want) { /* the caller of the function's frame */
+    w->cfa = gcc_get_cfa(ctx);
+    return 5;
+  }
+  uintptr_t ip = gcc_get_ip(ctx);
+  if (!ip || ++w->n > 32) return 5;
+  if (ip - 1 >= w->lo && ip - 1 < w->hi) w->want = 1;
+  return 0;
+}
+uintptr_t hs_unwind_cfa_of(uintptr_t lo, uintptr_t hi) {
+  if (!hs_loader_usable() || !gcc_load()) return 0;
+  struct gcc_walk w = {NULL, NULL, 0, 0, lo, hi, 0};
+  IN_LOADER(gcc_trace(cfa_frame, &w));
+  return w.cfa;
 }
 
 __attribute__((noinline)) static int self_test(void) {
