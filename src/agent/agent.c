@@ -34,16 +34,18 @@ static atomic_int reporter_tid;
 static atomic_int handler_state, handler_tid;
 #define HS_EXIT_BARRIERS 15
 
+static int fork_parent_threaded;
 /* A lock this thread held already (fork in a signal handler that
  * interrupted it inside the agent) is neither waited for nor released: see
  * hs_fork_prepare_begin in hs.h. */
-static int fork_parent_threaded;
 static void atfork_prepare(void) {
   /* A child of a process with threads may not load libraries (threads.c,
    * hs_loader_may_open): the report library is loaded now, as the exit
-   * report of this process would anyway. */
+   * report of this process would anyway. Not from inside the agent (a fork
+   * in a signal handler that interrupted it, maybe in the loader). */
   fork_parent_threaded = !__libc_single_threaded;
-  if (fork_parent_threaded && hs_opt.follow_children && atomic_load(&hs_active)) hs_report_lib();
+  if (fork_parent_threaded && hs_opt.follow_children && atomic_load(&hs_active) && !hs_in_agent && !hs_loader_depth)
+    hs_report_lib();
   hs_fork_prepare_begin();
   hs_threads_lock();
   hs_depot_lock();

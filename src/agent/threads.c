@@ -1029,8 +1029,8 @@ int hs_in_signal_handler(void) {
  * keep whatever an earlier, deeper call left there, and a leak check that
  * scanned them found a block the program had dropped "still reachable"
  * (tests/progs/sigframe.c). So the frame is not a root: the interrupted
- * registers it saved are, and the stack from the interrupted stack pointer
- * up, as for a thread the check stopped. A word equal to the trampoline's
+ * registers it saved are, and the interrupted stack from its red zone up
+ * (leakcheck.c). A word equal to the trampoline's
  * address is taken for a frame only if the ucontext after it agrees: its
  * FPU state pointer lies above it, within 64 KiB, and the interrupted stack
  * pointer lies above that, or on another writable mapping (the handler ran
@@ -1189,11 +1189,13 @@ int hs_loader_usable(void) {
   if (usable) {
     for (pid_t t; (t = tid) != 0;) hs_futex((void *)&tid, FUTEX_WAIT, t, NULL);
     hs_munmap(stack, stack_size);
-  } else if (ok) {
-    /* the helper waits for good, on its stack: both stay */
-    hs_warn("this process was forked while another thread held the dynamic loader's lock (inside dlopen, dlclose "
-            "or dl_iterate_phdr), which it never gets back: stacks that need libunwind are left empty and the report "
-            "is not symbolized");
+  } else {
+    /* a helper that was started waits for good, on its stack: both stay */
+    hs_warn("%s: stacks that need libunwind are left empty and the report is not symbolized",
+            ok ? "this process was forked while another thread held the dynamic loader's lock (inside dlopen, dlclose "
+                 "or dl_iterate_phdr), which it never gets back"
+               : "this process was forked from one with threads, and could not start a thread to try the dynamic "
+                 "loader's lock");
   }
   atomic_store(&loader_state, usable ? 0 : -1);
   return usable;
