@@ -311,6 +311,8 @@ static HS_COLD void record(void *p, size_t size) {
   if (real_is_glibc) note_arena_heap((uintptr_t)p);
   account((long)size, 1, 1);
   hs_in_agent = 0;
+  static HS_TLS unsigned recorded;
+  if (HS_UNLIKELY(!(++recorded & 8191))) hs_bypass_poll(); /* RTLD_DEEPBIND plugins (bypass.c) */
   errno = saved_errno;
 }
 
@@ -338,6 +340,11 @@ static HS_COLD void record_sample(void *p, size_t size) {
     hs_filter_add((uintptr_t)p);
   }
   hs_in_agent = 0;
+  /* RTLD_DEEPBIND plugins (bypass.c), every 16th sample: a sample comes
+   * every 512 KiB, a thousand small allocations, and the check's loader
+   * call would add to each of them */
+  static HS_TLS unsigned samples;
+  if (HS_UNLIKELY(!(++samples & 15))) hs_bypass_poll();
   errno = saved_errno;
 }
 

@@ -566,6 +566,7 @@ int hs_mapping_at(uintptr_t addr, uintptr_t *end, int *writable);
  * modules that call glibc's allocator past the agent (once for each set of
  * loaded modules). */
 void hs_bypass_unknown_free(void);
+void hs_bypass_poll(void); /* every 8192 allocations a thread records, every 16 samples (hooks.c) */
 
 /* ---- agent.c ----------------------------------------------------------- */
 void hs_report_at_exit(int status, uintptr_t sp);

@@ -16,6 +16,11 @@ static const char *const default_patterns[] = {
     /* glibc's dynamic TLS blocks (__tls_get_addr), which also appear when a
      * library the agent loaded runs its destructor at exit */
     "tls_get_addr_tail",
+    /* the segments of glibc's table for _dl_find_object, which dlopen
+     * grows: ld.so keeps a pointer into each, past its header, so the check
+     * found the block "possibly lost" after a program's first dlopen (the
+     * agent's own dlopen of libdw used to make it, and flag it as its own) */
+    "_dl_find_object_update",
 };
 
 void hs_supp_add(struct hs_supp_list *l, const char *pattern, const char *source, int is_thread) {

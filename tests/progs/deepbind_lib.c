@@ -5,3 +5,9 @@ const char *which(void) { return "plugin's own"; }
 const char *plugin_which(void) { return which(); }
 void *plugin_alloc(size_t n) { return malloc(n); }
 void plugin_free(void *p) { free(p); }
+/* a leak of the plugin's own: no block of it ever reaches the program */
+static void *volatile kept;
+void plugin_leak(void) {
+  kept = malloc(200);
+  kept = NULL;
+}
