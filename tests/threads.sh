@@ -204,6 +204,20 @@ gcc -O1 -g -pthread -o "$WORK/segvloop" "$ROOT/tests/progs/segvloop.c"
 runs_ok 3 0 "faults ok" "" -- "$WORK/segvloop"
 end
 
+# A thread stopped inside a signal handler of the program
+# (tests/progs/sigthread.c): its signal frame is not a root (its unwritten
+# words held a copy of a dropped block's address: "still reachable"), the
+# registers it saved and the interrupted code's red zone are.
+begin "a thread stopped inside a signal handler: its signal frame is not a root"
+gcc -O1 -g -pthread -o "$WORK/sigthread" "$ROOT/tests/progs/sigthread.c"
+for stop in "" "stop_ptrace=0"; do
+  out=$(HEAPSCOPE_OPTIONS=$stop T=60 with_timeout "$HS" run -- "$WORK/sigthread" 2>&1)
+  expect_eq "status $stop" 0 "$?"
+  expect_match "the dropped block $stop" 'definitely lost: 4,242 bytes in 1 blocks' "$out"
+  expect_match "register and red zone $stop" 'still reachable: 3,333 bytes in 2 blocks' "$out"
+done
+end
+
 # The program's own use of the agent's signals (tests/progs/rtsig.c): its
 # timer's signals go to its handler, never park a thread.
 begin "1,500 threads blocked at exit: every one is stopped for the check"

@@ -456,6 +456,10 @@ struct hs_sigframe {
   uintptr_t regs[HS_SIGFRAME_REGS];
 };
 size_t hs_signal_frames(uintptr_t sp, struct hs_sigframe *out, size_t max);
+/* the same on a stack whose mapping ends at end, with glibc's signal
+ * trampoline known (hs_signal_restorer: 0 when no signal has a handler) */
+size_t hs_signal_frames_in(uintptr_t sp, uintptr_t end, uintptr_t restorer, struct hs_sigframe *out, size_t max);
+uintptr_t hs_signal_restorer(void);
 struct hs_stopped {
   pid_t tid;
   int stopped;              /* handler ran and saved registers */

@@ -658,6 +658,7 @@ static void heap_sort(void *base, size_t n, size_t sz, int (*less)(const void *,
  * other threads stop (only one check runs at a time). */
 static struct hs_sigframe sigf[HS_MAX_SIGFRAMES];
 static size_t nsigf;
+static uintptr_t restorer; /* glibc's signal trampoline, 0 when no signal has a handler */
 static uintptr_t alt_lo, alt_hi; /* its alternate signal stack, when it runs on it */
 
 static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
@@ -738,6 +739,22 @@ static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
       is_stack = 1;
       C.cur_kind = HS_ROOT_STACK;
       C.cur_tid = th[best].tid;
+      /* A stopped thread inside a signal handler of the program: its
+       * signal frames are not roots either, their saved registers are, and
+       * the code they interrupted from its red zone up (as this thread's,
+       * above). A frame whose interrupted stack is on another mapping (an
+       * alternate signal stack, whose bounds only that thread knows) is
+       * scanned as it is. */
+      struct hs_sigframe f[HS_MAX_SIGFRAMES];
+      size_t nf = hs_signal_frames_in(from, m->end, restorer, f, HS_MAX_SIGFRAMES);
+      for (size_t j = 0; j < nf && f[j].resume_sp >= m->start && f[j].resume_sp < m->end; j++) {
+        if (f[j].lo > from) hs_each_not_own(from, f[j].lo, scan_root);
+        C.cur_kind = HS_ROOT_REGISTER;
+        for (int r = 0; r < HS_SIGFRAME_REGS; r++) mark_ptr(f[j].regs[r], 1, (uintptr_t)r);
+        C.cur_kind = HS_ROOT_STACK;
+        uintptr_t next = f[j].resume_sp - m->start > 128 ? f[j].resume_sp - 128 : m->start;
+        from = next > f[j].lo ? next : f[j].lo;
+      }
     }
     /* The stack of a thread that ended (glibc caches them): its frames are
      * dead, only the top (thread descriptor, static TLS) is live data. A
@@ -893,6 +910,7 @@ static int hs_leak_check_cancel_off(struct hs_leak_result *res, uintptr_t my_sp,
   hs_threads_lock();
   hs_table_lock_all();
   nsigf = hs_signal_frames(my_sp, sigf, HS_MAX_SIGFRAMES);
+  restorer = hs_signal_restorer();
   stack_t ss;
   alt_lo = alt_hi = 0;
   /* by my_sp: the exit report runs on a stack of its own (agent.c) */

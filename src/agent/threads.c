@@ -1036,8 +1036,13 @@ int hs_in_signal_handler(void) {
  * pointer lies above that, or on another writable mapping (the handler ran
  * on an alternate signal stack). */
 size_t hs_signal_frames(uintptr_t sp, struct hs_sigframe *out, size_t max) {
-  uintptr_t restorer = signal_restorer(), end = restorer ? mapping_end(sp) : 0;
+  uintptr_t restorer = signal_restorer();
+  return restorer ? hs_signal_frames_in(sp, mapping_end(sp), restorer, out, max) : 0;
+}
+uintptr_t hs_signal_restorer(void) { return signal_restorer(); }
+size_t hs_signal_frames_in(uintptr_t sp, uintptr_t end, uintptr_t restorer, struct hs_sigframe *out, size_t max) {
   size_t n = 0;
+  if (!restorer) return 0;
   for (uintptr_t p = sp & ~(uintptr_t)7; n < max && p + sizeof(uintptr_t) + sizeof(ucontext_t) <= end;
        p += sizeof(uintptr_t)) {
     if (*(const uintptr_t *)p != restorer) continue;
