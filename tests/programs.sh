@@ -241,6 +241,14 @@ expect_match "why" "cannot read /proc/thread-self/maps" "$(cat "$WORK/noproc.err
 expect_eq "no LEAK SUMMARY" "" "$(grep 'LEAK SUMMARY' "$WORK/noproc.err")"
 expect_match "the blocked thread's frames, raw" "at 0x[0-9A-F]+: \?\?\?" "$(cat "$WORK/noproc.err")"
 rm -rf "$dropdir"
+# heapscope run itself without /proc finds its agent beside it, through
+# argv[0] (it looked for it beside an empty path). The build without ASan,
+# which cannot start without /proc.
+out=$(T=60 with_timeout $ns sh -c 'mount -t tmpfs none /proc && exec "$1" run --leak-check=full -- "$2"' sh \
+  "$ROOT/build/heapscope" "$WORK/noproc" 2>"$WORK/noproc.err")
+expect_eq "heapscope run: status" 0 "$?"
+expect_eq "heapscope run: the program's output" "dropped" "$out"
+expect_match "heapscope run: the agent ran" "cannot read /proc/thread-self/maps" "$(cat "$WORK/noproc.err")"
 end
 
 # Out of file descriptors at exit (tests/progs/nofds.c, soft limit 64):

@@ -25,12 +25,33 @@ void hs_error(const char *fmt, ...) {
   fputc('\n', stderr);
 }
 
+static const char *argv0;
+
+/* This tool's own file: /proc/self/exe, or, without /proc (a container, a
+ * chroot), argv[0] as the shell found it: a path, or a name on PATH.
+ * Without it, the agent next to the tool was not found and the error named
+ * an empty path. */
 const char *hs_self_path(void) {
   static char self[PATH_MAX];
-  if (!self[0]) {
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    self[n > 0 ? n : 0] = 0;
+  if (self[0]) return self;
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  self[n > 0 ? n : 0] = 0;
+  if (self[0] || !argv0 || !*argv0) return self;
+  if (strchr(argv0, '/')) {
+    if (!realpath(argv0, self)) self[0] = 0;
+    return self;
   }
+  const char *path = getenv("PATH");
+  for (const char *p = path ? path : ""; *p;) {
+    const char *e = strchr(p, ':');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    char cand[PATH_MAX];
+    if (len && (size_t)snprintf(cand, sizeof cand, "%.*s/%s", (int)len, p, argv0) < sizeof cand &&
+        access(cand, X_OK) == 0 && realpath(cand, self))
+      return self;
+    p += len + (e ? 1 : 0);
+  }
+  self[0] = 0;
   return self;
 }
 
@@ -67,6 +88,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  argv0 = argv[0];
   if (argc < 2) {
     usage(stderr);
     return 2;
