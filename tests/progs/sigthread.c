@@ -15,46 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <ucontext.h>
+
+#include "sigframe_probe.h"
 #include <unistd.h>
 
-void *volatile keep, *volatile g1, *volatile g2;
-static sigjmp_buf probe_jb;
-static uintptr_t frame_lo, frame_hi;
 static int ready[2];
 
-static void on_probe(int s, siginfo_t *si, void *uc_) {
-  (void)s;
-  (void)si;
-  ucontext_t *uc = uc_;
-  frame_lo = (uintptr_t)uc - sizeof(uintptr_t);
-  frame_hi = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP] - 128;
-  siglongjmp(probe_jb, 1);
-}
 static void on_ill(int s) {
   (void)s;
   char c = 1;
   if (write(ready[1], &c, 1) != 1) _exit(9);
   for (;;) pause();
-}
-
-__attribute__((noinline)) static void smear(uintptr_t v, uintptr_t lo, uintptr_t hi) {
-  volatile uintptr_t a[8192];
-  for (int i = 0; i < 8192; i++) {
-    uintptr_t at = (uintptr_t)&a[i];
-    a[i] = at >= lo && at < hi ? v : 0;
-  }
-}
-
-__attribute__((noinline)) static void trap(int probe) {
-  void *volatile in_frame = NULL;
-  void *in_reg = NULL;
-  if (!probe) {
-    in_frame = g2;
-    in_reg = g1;
-    g1 = g2 = NULL;
-  }
-  __asm__ volatile("ud2" : : "r"(in_reg));
-  (void)in_frame;
 }
 
 /* the probe and the real trap from the same function at the same depth */
