@@ -452,7 +452,6 @@ int hs_eh_rule(uintptr_t pc, uintptr_t hdr, uintptr_t lo, uintptr_t hi, uint64_t
 struct hs_sigframe {
   uintptr_t lo;         /* the frame's first word: the handler's return address */
   uintptr_t resume_sp;  /* the stack pointer it interrupted */
-  uintptr_t resume_end; /* the end of that stack's mapping */
   uintptr_t regs[HS_SIGFRAME_REGS];
 };
 size_t hs_signal_frames(uintptr_t sp, struct hs_sigframe *out, size_t max);
@@ -494,6 +493,10 @@ int hs_loader_may_open(void); /* and dlopen: not in a child of a process with th
  * not found */
 uintptr_t hs_unwind_cfa_of(uintptr_t lo, uintptr_t hi);
 pid_t hs_clone_blocked(int (*fn)(void *), void *stack_top, int flags, void *arg, pid_t *ptid, pid_t *ctid);
+/* parallel.c: a bare helper thread (no TLS of its own, every signal
+ * blocked) on the caller's stack area; join waits until it is gone */
+int hs_helper_start(int (*fn)(void *), char *stack, size_t size, void *arg, volatile pid_t *tid);
+void hs_helper_join(volatile pid_t *tid);
 /* ptrace_stop.c: the same stop by a ptrace helper, which leaves blocking
  * calls uninterrupted. begin starts the helper; stop seizes st[from..to)
  * and fills their registers (-1: refused, use signals); end detaches all. */

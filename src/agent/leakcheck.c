@@ -661,6 +661,13 @@ static size_t nsigf;
 static uintptr_t restorer; /* glibc's signal trampoline, 0 when no signal has a handler */
 static uintptr_t alt_lo, alt_hi; /* its alternate signal stack, when it runs on it */
 
+/* An interrupted context's stack from its red zone up, as valgrind scans
+ * stacks: the handler may have cut a leaf function short, and such a
+ * function keeps its locals below its stack pointer (tests/progs/
+ * sigframe.c: a block held only there was "definitely lost"). Not below
+ * the mapping's start. */
+static uintptr_t with_red_zone(uintptr_t sp, uintptr_t start) { return sp - start > 128 ? sp - 128 : start; }
+
 static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
   struct hs_thread *reg = hs_threads_list();
   size_t capreg = 0, nreg = 0, nsp = 0;
@@ -692,16 +699,13 @@ static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
      * each of its ranges begins at a stack pointer and ends at the next
      * signal frame, or at the end of its mapping. */
     for (size_t j = 0; j <= nsigf; j++) {
-      /* An interrupted context from its red zone up, as valgrind scans
-       * stacks: the handler may have cut a leaf function short, and such a
-       * function keeps its locals below its stack pointer (tests/progs/
-       * sigframe.c: a block held only there was "definitely lost"). The
+      /* An interrupted context from its red zone up (with_red_zone). The
        * threads the check stops are scanned from their stack pointer, as
        * LeakSanitizer does: those are mostly parked in a system call, and
        * below it lie stale copies the agent's own hooks left. */
       uintptr_t lo = j ? sigf[j - 1].resume_sp : my_sp, hi = j < nsigf ? sigf[j].lo : m->end;
       if (lo < m->start || lo >= m->end) continue;
-      if (j) lo = lo - m->start > 128 ? lo - 128 : m->start;
+      if (j) lo = with_red_zone(lo, m->start);
       uintptr_t top = lo >= alt_lo && lo < alt_hi ? alt_hi : m->end;
       if (hi > top || hi < lo) hi = top;
       is_stack = 1;
@@ -752,7 +756,7 @@ static void scan_roots(struct hs_stopped *th, size_t nth, uintptr_t my_sp) {
         C.cur_kind = HS_ROOT_REGISTER;
         for (int r = 0; r < HS_SIGFRAME_REGS; r++) mark_ptr(f[j].regs[r], 1, (uintptr_t)r);
         C.cur_kind = HS_ROOT_STACK;
-        uintptr_t next = f[j].resume_sp - m->start > 128 ? f[j].resume_sp - 128 : m->start;
+        uintptr_t next = with_red_zone(f[j].resume_sp, m->start);
         from = next > f[j].lo ? next : f[j].lo;
       }
     }

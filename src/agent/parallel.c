@@ -55,6 +55,18 @@ pid_t hs_clone_blocked(int (*fn)(void *), void *stack_top, int flags, void *arg,
   return p;
 }
 
+/* A bare helper thread (see the top of this file) running fn(arg) on
+ * [stack, stack + size): 0 if it started. The kernel clears *tid and wakes
+ * it when the helper is gone; hs_helper_join waits for that. */
+int hs_helper_start(int (*fn)(void *), char *stack, size_t size, void *arg, volatile pid_t *tid) {
+  int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
+              CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
+  return hs_clone_blocked(fn, stack + size, flags, arg, (pid_t *)tid, (pid_t *)tid) > 0 ? 0 : -1;
+}
+void hs_helper_join(volatile pid_t *tid) {
+  for (pid_t t; (t = *tid) != 0;) hs_futex((void *)tid, FUTEX_WAIT, t, NULL);
+}
+
 /* Starting the helper (a stack mapped, a clone, a wait, the stack unmapped)
  * costs a few hundred microseconds: more than it saves on a small heap, and
  * every short process pays it at exit (a shell script's subshells, each
@@ -65,14 +77,8 @@ void hs_parallel_for(size_t n, size_t items, void (*fn)(size_t i, void *arg), vo
   struct job j = {.fn = fn, .arg = arg, .n = n};
   const size_t stack_size = 256 << 10;
   char *stack = n > 1 && items >= PARALLEL_MIN_ITEMS && cpus() > 1 ? hs_mmap(stack_size) : NULL;
-  int started = 0;
-  if (stack) {
-    int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
-                CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
-    started = hs_clone_blocked(helper, stack + stack_size, flags, &j, (pid_t *)&j.tid, (pid_t *)&j.tid) > 0;
-  }
+  int started = stack && !hs_helper_start(helper, stack, stack_size, &j, &j.tid);
   work(&j);
-  if (started)
-    for (pid_t t; (t = j.tid) != 0;) hs_futex((void *)&j.tid, FUTEX_WAIT, t, NULL);
+  if (started) hs_helper_join(&j.tid);
   if (stack) hs_munmap(stack, stack_size);
 }

@@ -1068,7 +1068,6 @@ size_t hs_signal_frames_in(uintptr_t sp, uintptr_t end, uintptr_t restorer, stru
     struct hs_sigframe *f = &out[n++];
     f->lo = p;
     f->resume_sp = rsp;
-    f->resume_end = rsp_end;
     for (int r = 0; r < HS_SIGFRAME_REGS; r++) f->regs[r] = (uintptr_t)uc->uc_mcontext.gregs[r];
     /* a signal that interrupted a handler: its frame is further up */
     p = (rsp & ~(uintptr_t)7) - sizeof(uintptr_t);
@@ -1183,9 +1182,7 @@ int hs_loader_usable(void) {
   char *stack = hs_mmap(stack_size);
   static volatile pid_t tid; /* cleared by the kernel when the helper is gone */
   atomic_store(&loader_probe_done, 0);
-  int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
-              CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
-  int ok = stack && hs_clone_blocked(loader_probe, stack + stack_size, flags, NULL, (pid_t *)&tid, (pid_t *)&tid) > 0;
+  int ok = stack && !hs_helper_start(loader_probe, stack, stack_size, NULL, &tid);
   struct timespec until, now;
   clock_gettime(CLOCK_MONOTONIC, &until);
   until.tv_nsec += 250 * 1000000L;
@@ -1199,7 +1196,7 @@ int hs_loader_usable(void) {
   }
   int usable = ok && atomic_load(&loader_probe_done);
   if (usable) {
-    for (pid_t t; (t = tid) != 0;) hs_futex((void *)&tid, FUTEX_WAIT, t, NULL);
+    hs_helper_join(&tid);
     hs_munmap(stack, stack_size);
   } else {
     /* a helper that was started waits for good, on its stack: both stay */

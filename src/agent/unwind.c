@@ -96,22 +96,25 @@ static const char *module_name(const struct dl_phdr_info *info) {
   return info->dlpi_name && *info->dlpi_name ? info->dlpi_name : "/proc/thread-self/exe";
 }
 
+/* Whether one of the module's loaded segments holds pc. */
+static int holds_pc(const struct dl_phdr_info *info, uintptr_t pc) {
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uintptr_t s = info->dlpi_addr + ph->p_vaddr;
+    if (ph->p_type == PT_LOAD && pc >= s && pc < s + ph->p_memsz) return 1;
+  }
+  return 0;
+}
+
 static int find_module(struct dl_phdr_info *info, size_t size, void *p) {
   (void)size;
   struct find_arg *a = p;
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    if (ph->p_type != PT_LOAD) continue;
-    uintptr_t s = info->dlpi_addr + ph->p_vaddr;
-    if (a->pc >= s && a->pc < s + ph->p_memsz) {
-      a->base = info->dlpi_addr;
-      load_extent(info, &a->lo, &a->hi);
-      hs_snprintf(a->name, sizeof a->name, "%s", module_name(info));
-      a->found = 1;
-      return 1;
-    }
-  }
-  return 0;
+  if (!holds_pc(info, a->pc)) return 0;
+  a->base = info->dlpi_addr;
+  load_extent(info, &a->lo, &a->hi);
+  hs_snprintf(a->name, sizeof a->name, "%s", module_name(info));
+  a->found = 1;
+  return 1;
 }
 
 /* libdw is loaded on the first cache miss, not at start-up: a process that
@@ -246,15 +249,10 @@ struct eh_locked {
 static int eh_rule_cb(struct dl_phdr_info *info, size_t size, void *p) {
   (void)size;
   struct eh_locked *a = p;
+  if (!holds_pc(info, a->pc)) return 0;
   uintptr_t hdr = 0;
-  int in = 0;
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    uintptr_t s = info->dlpi_addr + ph->p_vaddr;
-    if (ph->p_type == PT_LOAD && a->pc >= s && a->pc < s + ph->p_memsz) in = 1;
-    if (ph->p_type == PT_GNU_EH_FRAME) hdr = s;
-  }
-  if (!in) return 0;
+  for (int i = 0; i < info->dlpi_phnum; i++)
+    if (info->dlpi_phdr[i].p_type == PT_GNU_EH_FRAME) hdr = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
   a->base = info->dlpi_addr;
   a->name = module_name(info);
   if (strchr(a->name, '/')) a->status = eh_rule_phdrs(a->pc, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum, hdr, &a->rule);
@@ -837,10 +835,22 @@ static int step_backtrace(void **buf, int want) {
  * thread builds its rule cache: a 256 KiB table written whole, 64 page
  * faults of every process that captures a stack, most of which never
  * come back to libunwind. */
+/* A reference walk's frames: as many as a capture wants and 8 more (the
+ * agent's own, dropped from the top), at most SLOW_BUF. */
+#define SLOW_BUF (HS_MAX_FRAMES + 16)
+static unsigned slow_want(unsigned max) { return max + 8 > SLOW_BUF ? SLOW_BUF : max + 8; }
+static unsigned drop_own_frames(void *const *buf, int n, uintptr_t *frames, unsigned max) {
+  int skip = 0;
+  while (skip < n && (uintptr_t)buf[skip] >= hs_self_text_start && (uintptr_t)buf[skip] < hs_self_text_end) skip++;
+  unsigned out = 0;
+  for (int i = skip; i < n && out < max; i++) frames[out++] = (uintptr_t)buf[i];
+  return out;
+}
+
 static unsigned slow_unwind_by(uintptr_t *frames, unsigned max, int steps) {
   if (!hs_loader_usable()) return 0; /* libunwind takes the loader's lock (a forked child: threads.c) */
-  void *buf[HS_MAX_FRAMES + 16];
-  unsigned want = max + 8 > HS_MAX_FRAMES + 16 ? HS_MAX_FRAMES + 16 : max + 8;
+  void *buf[SLOW_BUF];
+  unsigned want = slow_want(max);
   int n;
   if (steps)
     IN_LOADER(n = step_backtrace(buf, (int)want));
@@ -848,12 +858,7 @@ static unsigned slow_unwind_by(uintptr_t *frames, unsigned max, int steps) {
     IN_LOADER(n = unw_backtrace(buf, (int)want));
   if (!steps && n > 0 && in_gone_range(buf, n))
     IN_LOADER(n = step_backtrace(buf, (int)want));
-  if (n <= 0) return 0;
-  int skip = 0;
-  while (skip < n && (uintptr_t)buf[skip] >= hs_self_text_start && (uintptr_t)buf[skip] < hs_self_text_end) skip++;
-  unsigned out = 0;
-  for (int i = skip; i < n && out < max; i++) frames[out++] = (uintptr_t)buf[i];
-  return out;
+  return n > 0 ? drop_own_frames(buf, n, frames, max) : 0;
 }
 static unsigned slow_unwind(uintptr_t *frames, unsigned max) { return slow_unwind_by(frames, max, 0); }
 
@@ -1530,10 +1535,8 @@ static int find_unwind_users(struct dl_phdr_info *info, size_t size, void *arg) 
  * are libunwind's too: both are taken from libgcc_s's handle. 0 when it is
  * not loaded. */
 struct gcc_walk {
-  uintptr_t (*get_ip)(void *ctx);
   void **buf;
   int n, want;
-  uintptr_t lo, hi, cfa; /* hs_unwind_cfa_of: the function's range, its frame's CFA */
 };
 static int (*gcc_trace)(int (*)(void *, void *), void *);
 static uintptr_t (*gcc_get_ip)(void *), (*gcc_get_cfa)(void *);
@@ -1554,21 +1557,17 @@ static int gcc_load(void) {
 }
 static int gcc_frame(void *ctx, void *arg) {
   struct gcc_walk *w = arg;
-  uintptr_t ip = w->get_ip(ctx);
+  uintptr_t ip = gcc_get_ip(ctx);
   if (!ip || w->n >= w->want) return 5; /* _URC_END_OF_STACK: stop */
   w->buf[w->n++] = (void *)ip;
   return 0; /* _URC_NO_REASON */
 }
 static unsigned gcc_unwind(uintptr_t *frames, unsigned max) {
   if (!gcc_load()) return 0;
-  void *buf[HS_MAX_FRAMES + 16];
-  struct gcc_walk w = {gcc_get_ip, buf, 0, max + 8 > HS_MAX_FRAMES + 16 ? HS_MAX_FRAMES + 16 : (int)max + 8, 0, 0, 0};
+  void *buf[SLOW_BUF];
+  struct gcc_walk w = {buf, 0, (int)slow_want(max)};
   IN_LOADER(gcc_trace(gcc_frame, &w));
-  int skip = 0;
-  while (skip < w.n && (uintptr_t)buf[skip] >= hs_self_text_start && (uintptr_t)buf[skip] < hs_self_text_end) skip++;
-  unsigned out = 0;
-  for (int i = skip; i < w.n && out < max; i++) frames[out++] = (uintptr_t)buf[i];
-  return out;
+  return drop_own_frames(buf, w.n, frames, max);
 }
 
 /* The CFA of the innermost frame of the function [lo, hi) on this stack:
@@ -1577,20 +1576,24 @@ static unsigned gcc_unwind(uintptr_t *frames, unsigned max) {
  * libgcc's _Unwind_GetCFA gives a frame's stack pointer at its call (the
  * CFA of the frame below): the caller's is the one wanted. 0 when libgcc's
  * unwinder is not there or the function is not on the stack. */
+struct cfa_walk {
+  uintptr_t lo, hi, cfa;
+  int frames, found;
+};
 static int cfa_frame(void *ctx, void *arg) {
-  struct gcc_walk *w = arg;
-  if (w->want) { /* the caller of the function's frame */
+  struct cfa_walk *w = arg;
+  if (w->found) { /* the caller of the function's frame */
     w->cfa = gcc_get_cfa(ctx);
     return 5;
   }
   uintptr_t ip = gcc_get_ip(ctx);
-  if (!ip || ++w->n > 32) return 5;
-  if (ip - 1 >= w->lo && ip - 1 < w->hi) w->want = 1;
+  if (!ip || ++w->frames > 32) return 5;
+  if (ip - 1 >= w->lo && ip - 1 < w->hi) w->found = 1;
   return 0;
 }
 uintptr_t hs_unwind_cfa_of(uintptr_t lo, uintptr_t hi) {
   if (!hs_loader_usable() || !gcc_load()) return 0;
-  struct gcc_walk w = {NULL, NULL, 0, 0, lo, hi, 0};
+  struct cfa_walk w = {lo, hi, 0, 0, 0};
   IN_LOADER(gcc_trace(cfa_frame, &w));
   return w.cfa;
 }

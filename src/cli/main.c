@@ -36,22 +36,9 @@ const char *hs_self_path(void) {
   if (self[0]) return self;
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   self[n > 0 ? n : 0] = 0;
+  char found[PATH_MAX];
   if (self[0] || !argv0 || !*argv0) return self;
-  if (strchr(argv0, '/')) {
-    if (!realpath(argv0, self)) self[0] = 0;
-    return self;
-  }
-  const char *path = getenv("PATH");
-  for (const char *p = path ? path : ""; *p;) {
-    const char *e = strchr(p, ':');
-    size_t len = e ? (size_t)(e - p) : strlen(p);
-    char cand[PATH_MAX];
-    if (len && (size_t)snprintf(cand, sizeof cand, "%.*s/%s", (int)len, p, argv0) < sizeof cand &&
-        access(cand, X_OK) == 0 && realpath(cand, self))
-      return self;
-    p += len + (e ? 1 : 0);
-  }
-  self[0] = 0;
+  if (hs_find_program(argv0, found, sizeof found) || !realpath(found, self)) self[0] = 0;
   return self;
 }
 

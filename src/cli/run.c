@@ -86,7 +86,7 @@ static const char *why_no_agent(const char *prog) {
 }
 
 /* Finds PROGRAM the way execvp will, to report a missing one clearly. */
-static int find_program(const char *prog, char *out, size_t len) {
+int hs_find_program(const char *prog, char *out, size_t len) {
   if (strchr(prog, '/')) {
     snprintf(out, len, "%s", prog);
     return file_exists_exec(prog) ? 0 : -1;
@@ -304,7 +304,7 @@ int cmd_run(int argc, char **argv) {
     return 2;
   }
   char prog[PATH_MAX];
-  if (find_program(argv[optind], prog, sizeof prog)) {
+  if (hs_find_program(argv[optind], prog, sizeof prog)) {
     hs_error("cannot run %s: %s — check the name and PATH", argv[optind],
              strchr(argv[optind], '/') && access(argv[optind], F_OK) == 0 ? "not an executable file"
                                                                            : "no such program");
