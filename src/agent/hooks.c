@@ -127,6 +127,7 @@ void hs_hooks_resolve(void) {
   void *m = dlsym(RTLD_NEXT, "malloc");
   void *glibc_m = dlsym(RTLD_NEXT, "__libc_malloc");
   real_is_glibc = m && m == glibc_m;
+  hs_table_units_exclusive = real_is_glibc;
   hs_real.malloc = (void *(*)(size_t))m;
   resolving = 0;
 }

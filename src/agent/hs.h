@@ -279,15 +279,13 @@ void hs_table_insert(uintptr_t addr, uint64_t meta);
 int hs_table_remove(uintptr_t addr, uint64_t *meta);
 void hs_table_prefetch(uintptr_t addr);
 int hs_table_lookup(uintptr_t addr, uint64_t *meta);
-/* For the last check (locked table): every live block as (addr, meta) in
- * one mapping made of the table's own pages; the table is empty after. See
- * table.c. NULL when it cannot (the table is then untouched). seg[] (one
- * per shard) receives where each shard's blocks are: all blocks of a 1 MiB
- * region are in one shard. */
-#define HS_TABLE_SHARDS 512
-#define HS_TABLE_FILLER (~(uintptr_t)15) /* what follows the blocks in the pages */
-struct hs_seg { size_t start, count; };
-void *hs_table_take(size_t *n, size_t *total, size_t *bytes, struct hs_seg *seg);
+/* Every live block as (addr, meta), 16 bytes each, in one fresh mapping of
+ * *bytes bytes; *sorted when they are in address order (the overflow held
+ * nothing). release (the last check): the table is empty after. NULL when
+ * there is no memory for it. Caller holds all locks (hs_table_lock_all). */
+void *hs_table_take(int release, size_t *n, size_t *bytes, int *sorted);
+/* Set while the real allocator is glibc's (hooks.c): see table.c. */
+extern int hs_table_units_exclusive;
 int hs_table_set_flag(uintptr_t addr, uint64_t flag);
 void hs_table_lock_all(void);
 void hs_table_unlock_all(void);

@@ -53,8 +53,8 @@ struct map {
 static struct {
   struct blk *b;
   uint8_t *st; /* per block: state (2 bits), F_PENDING */
-  size_t n, cap;
-  size_t taken_bytes;         /* the blocks are the table's own pages (last check) */
+  size_t n;
+  size_t taken_bytes;         /* the mapping of b (hs_table_take) */
   uintptr_t lo, hi;           /* [lowest block start, highest block end) */
   struct region *reg;         /* the region index, by address */
   uint32_t *reg_hash;         /* region number -> index + 1 */
@@ -80,16 +80,6 @@ static struct {
   size_t maps_text_cap;
   uint64_t scanned;
 } C;
-
-/* ---- collecting blocks -------------------------------------------------- */
-
-static void collect(uintptr_t addr, uint64_t meta, void *arg) {
-  (void)arg;
-  if (C.n >= C.cap) return;
-  struct blk *b = &C.b[C.n++];
-  b->addr = addr;
-  b->meta = meta;
-}
 
 /* In-place MSD radix sort (American flag sort) on the address relative to
  * the lowest one, 8 bits a digit from the top: no second array. */
@@ -140,6 +130,20 @@ static void sort_range(struct blk *a, size_t n) {
   flag_sort(a, n, lo, top);
 }
 
+/* The region index: for every 1 MiB region holding block starts, where its
+ * blocks are in the sorted array and, for regions with many, the first
+ * block at or after each of its 256 pages. Built in one pass over the
+ * sorted blocks; a lookup is a probe in a small hash (a few KiB per
+ * thousand regions: it stays in cache) and a short binary search. */
+struct region {
+  uint64_t num;      /* address >> 20 */
+  uint32_t start, end; /* its blocks: [start, end) */
+  uint32_t *pg;      /* pg[p] = first block at or after page p; pg[256] = end. NULL: few blocks */
+};
+#define PG_MIN 32 /* blocks in a region before it gets a page table */
+
+static inline size_t reg_hash(uint64_t num) { return (size_t)((num * 0x9E3779B97F4A7C15ull) >> 32); }
+
 /* In sorted a[0, n), the end of the run of blocks in a[i]'s 1 MiB region:
  * galloping, then binary search (regions hold thousands of blocks). */
 static size_t region_end(const struct blk *a, size_t i, size_t n) {
@@ -160,74 +164,6 @@ static size_t region_end(const struct blk *a, size_t i, size_t n) {
   }
   return lo;
 }
-
-/* The taken table holds each shard's blocks side by side, and a shard holds
- * whole 1 MiB regions. Sorting 8 million blocks as one array costs a cache
- * and TLB miss for nearly every move; sorted shard by shard, each sort works
- * in a few hundred KiB, and two CPUs share the shards. A sorted shard is
- * a series of runs, one per region; the runs, ordered by region, are copied
- * one after another into the final array. 8 million blocks: 0.53-0.72 s
- * sorted whole, 0.34 s shard by shard on one CPU (plus 0.07 s to copy),
- * 0.21-0.25 s in all on two. */
-static void sort_shard(size_t k, void *arg) {
-  const struct hs_seg *seg = arg;
-  sort_range(C.b + seg[k].start, seg[k].count);
-}
-
-static int sort_by_shard(const struct hs_seg *seg, size_t n) {
-  size_t nruns = 0;
-  hs_parallel_for(HS_TABLE_SHARDS, n, sort_shard, (void *)seg);
-  for (unsigned k = 0; k < HS_TABLE_SHARDS; k++)
-    for (size_t i = 0; i < seg[k].count; i = region_end(C.b + seg[k].start, i, seg[k].count)) nruns++;
-  /* key[r] = (first address, r), sorted by address; span[r] = the run's
-   * [start, end) in the taken array. */
-  struct blk *key = hs_mmap(nruns * sizeof *key);
-  struct hs_seg *span = hs_mmap(nruns * sizeof *span);
-  struct blk *dst = hs_mmap_populated(n * sizeof *dst);
-  if (!key || !span || !dst) {
-    hs_munmap(key, nruns * sizeof *key);
-    hs_munmap(span, nruns * sizeof *span);
-    hs_munmap(dst, n * sizeof *dst);
-    return -1;
-  }
-  size_t r = 0;
-  for (unsigned k = 0; k < HS_TABLE_SHARDS; k++) {
-    const struct blk *a = C.b + seg[k].start;
-    for (size_t i = 0, j; i < seg[k].count; i = j, r++) {
-      j = region_end(a, i, seg[k].count);
-      key[r] = (struct blk){a[i].addr, r};
-      span[r] = (struct hs_seg){seg[k].start + i, j - i};
-    }
-  }
-  sort_range(key, nruns);
-  size_t out = 0;
-  for (r = 0; r < nruns; r++) {
-    const struct hs_seg *sp = &span[key[r].meta];
-    memcpy(dst + out, C.b + sp->start, sp->count * sizeof *dst);
-    out += sp->count;
-  }
-  hs_munmap(key, nruns * sizeof *key);
-  hs_munmap(span, nruns * sizeof *span);
-  hs_munmap(C.b, C.taken_bytes);
-  C.b = dst;
-  C.taken_bytes = 0;
-  C.cap = n;
-  return 0;
-}
-
-/* The region index: for every 1 MiB region holding block starts, where its
- * blocks are in the sorted array and, for regions with many, the first
- * block at or after each of its 256 pages. Built in one pass over the
- * sorted blocks; a lookup is a probe in a small hash (a few KiB per
- * thousand regions: it stays in cache) and a short binary search. */
-struct region {
-  uint64_t num;      /* address >> 20 */
-  uint32_t start, end; /* its blocks: [start, end) */
-  uint32_t *pg;      /* pg[p] = first block at or after page p; pg[256] = end. NULL: few blocks */
-};
-#define PG_MIN 32 /* blocks in a region before it gets a page table */
-
-static inline size_t reg_hash(uint64_t num) { return (size_t)((num * 0x9E3779B97F4A7C15ull) >> 32); }
 
 static int build_region_index(void) {
   size_t nreg = 0, npg = 0;
@@ -879,7 +815,7 @@ static int group(struct hs_leak_result *res) {
 }
 
 static void release(void) {
-  if (C.b) hs_munmap(C.b, C.taken_bytes ? C.taken_bytes : C.cap * sizeof *C.b);
+  if (C.b) hs_munmap(C.b, C.taken_bytes);
   if (C.reg) hs_munmap(C.reg, C.nreg * sizeof *C.reg);
   if (C.reg_hash) hs_munmap(C.reg_hash, (C.reg_mask + 1) * sizeof *C.reg_hash);
   if (C.reg_pages) hs_munmap(C.reg_pages, C.npg * 257 * sizeof *C.reg_pages);
@@ -929,18 +865,10 @@ static int hs_leak_check_cancel_off(struct hs_leak_result *res, uintptr_t my_sp,
   for (size_t i = 0; i < nth; i++) res->nthreads_unstopped += !th[i].stopped;
   res->nthreads = nth + 1;
 
-  size_t live = 0, total = 0;
-  static struct hs_seg seg[HS_TABLE_SHARDS]; /* only one check runs at a time: hs_table_lock_all */
-  int by_shard = 0;
-  if (take_table && (C.b = hs_table_take(&live, &total, &C.taken_bytes, seg))) {
-    C.n = total; /* the blocks, then filler entries that sort last */
-    by_shard = 1;
-  } else {
-    C.cap = hs_table_count() + 1;
-    C.b = hs_mmap_populated(C.cap * sizeof *C.b);
-    if (C.b) hs_table_foreach(collect, NULL);
-    live = C.n;
-  }
+  size_t live = 0;
+  int sorted = 0;
+  C.b = hs_table_take(take_table, &live, &C.taken_bytes, &sorted);
+  C.n = live;
   struct sigaction fa;
   checker_tid = gettid();
   memset(&fa, 0, sizeof fa);
@@ -952,14 +880,15 @@ static int hs_leak_check_cancel_off(struct hs_leak_result *res, uintptr_t my_sp,
   if (!C.b) goto out;
   t_take = now(CLOCK_MONOTONIC) - t0;
   t_sort = now(CLOCK_MONOTONIC);
-  if (C.n && (!by_shard || sort_by_shard(seg, live))) sort_range(C.b, C.n);
+  if (C.n && !sorted) sort_range(C.b, C.n);
   t_sort = now(CLOCK_MONOTONIC) - t_sort;
-  C.n = live;
-  /* exit() in a signal handler that interrupted a removal from the table
-   * (hs_lock_slow took the shard's lock over): its backward shift can have
-   * left one block in two slots. Counted twice, the copy no pointer is
-   * matched to would look lost. Sorted, copies are neighbours. */
-  if (atomic_load(&hs_lock_taken_over) && C.n) {
+  /* Blocks from the overflow (table.c) may repeat one of the shadow map: a
+   * stale entry a free past the agent left. And exit() in a signal handler
+   * that interrupted a removal from the overflow (hs_lock_slow took the
+   * shard's lock over): its backward shift can have left one block in two
+   * slots. Counted twice, the copy no pointer is matched to would look
+   * lost. Sorted, copies are neighbours. */
+  if ((!sorted || atomic_load(&hs_lock_taken_over)) && C.n) {
     size_t o = 1;
     for (size_t i = 1; i < C.n; i++)
       if (C.b[i].addr != C.b[o - 1].addr) C.b[o++] = C.b[i];

@@ -138,43 +138,104 @@ static void test_json_string(void **st) {
   hs_buf_free(&b);
 }
 
-static void test_table(void **st) {
-  (void)st;
-  /* Random inserts and removes checked against a plain array. */
-  enum { N = 20000 };
-  uintptr_t *keys = calloc(N, sizeof *keys);
-  char *live = calloc(N, 1);
+/* Random inserts and removes checked against a plain array, then the
+ * table's whole list (hs_table_take) against the live keys. */
+static int cmp_uptr(const void *a, const void *b) {
+  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+  return x < y ? -1 : x > y;
+}
+static size_t key_size(int i) { return i % 97 == 5 ? (size_t)1 << 38 : (size_t)i; } /* some too big for a word */
+static void table_round(const uintptr_t *keys, int n_keys, int exclusive, int expect_sorted) {
+  hs_table_units_exclusive = exclusive;
+  char *live = calloc((size_t)n_keys, 1);
   srand(7);
-  for (int i = 0; i < N; i++) keys[i] = 0x10000000ul + (uintptr_t)i * 48 + (uintptr_t)(i % 3) * 16;
-  for (int round = 0; round < 4 * N; round++) {
-    int i = rand() % N;
+  for (int round = 0; round < 4 * n_keys; round++) {
+    int i = rand() % n_keys;
     uint64_t m;
     if (live[i]) {
       assert_int_equal(hs_table_remove(keys[i], &m), 1);
-      assert_int_equal(hs_meta_size(m), (size_t)i);
+      assert_int_equal(hs_meta_size(m), key_size(i));
       live[i] = 0;
     } else {
-      hs_table_insert(keys[i], hs_meta((size_t)i, (uint32_t)i & HS_MAX_STACK_ID));
+      hs_table_insert(keys[i], hs_meta(key_size(i), (uint32_t)i & HS_MAX_STACK_ID));
       live[i] = 1;
     }
   }
   size_t n = 0;
-  for (int i = 0; i < N; i++) {
+  for (int i = 0; i < n_keys; i++) {
     uint64_t m;
     assert_int_equal(hs_table_lookup(keys[i], &m), live[i]);
     if (live[i]) {
       assert_int_equal(hs_meta_stack(m), (uint32_t)i & HS_MAX_STACK_ID);
+      assert_int_equal(hs_meta_size(m), key_size(i));
       n++;
     }
   }
   assert_int_equal(hs_table_count(), n);
-  for (int i = 0; i < N; i++) {
+  /* every live block once; in address order when the overflow is empty */
+  size_t got = 0, bytes = 0;
+  int sorted = -1;
+  uintptr_t(*b)[2] = hs_table_take(0, &got, &bytes, &sorted);
+  assert_non_null(b);
+  assert_int_equal(got, n);
+  assert_int_equal(sorted, expect_sorted);
+  if (sorted)
+    for (size_t i = 1; i < got; i++) assert_true(b[i - 1][0] < b[i][0]);
+  uintptr_t *want = calloc(n + 1, sizeof *want), *have = calloc(n + 1, sizeof *have);
+  for (int i = 0, k = 0; i < n_keys; i++)
+    if (live[i]) want[k++] = keys[i];
+  for (size_t i = 0; i < got; i++) have[i] = b[i][0];
+  qsort(want, n, sizeof *want, cmp_uptr);
+  qsort(have, n, sizeof *have, cmp_uptr);
+  assert_memory_equal(want, have, n * sizeof *want);
+  hs_munmap(b, bytes);
+  for (int i = 0; i < n_keys; i++) {
     uint64_t m;
     if (live[i]) assert_int_equal(hs_table_remove(keys[i], &m), 1);
   }
   assert_int_equal(hs_table_count(), 0);
-  free(keys);
+  free(want);
+  free(have);
   free(live);
+  hs_table_units_exclusive = 0;
+}
+
+static void test_table(void **st) {
+  (void)st;
+  enum { N = 20000 };
+  uintptr_t *keys = calloc(N, sizeof *keys);
+  /* glibc's blocks: 16-byte aligned, at least 32 bytes apart, in two
+   * distant heaps; the words alone hold them (the too-big ones aside) */
+  for (int i = 0; i < N; i++) keys[i] = (i & 1 ? 0x7f1234500010ul : 0x55aa00000000ul) + (uintptr_t)i * 48;
+  table_round(keys, N, 1, 0);
+  for (int i = 0; i < N; i++)
+    if (i % 97 == 5) keys[i] = 0x7f0000000000ul + (uintptr_t)i * 4096; /* keep the too-big ones apart */
+  table_round(keys, N, 1, 0);
+  /* Another allocator's: 8 and 16 bytes apart, so units are shared, and
+   * addresses past 47 bits: words and overflow together */
+  for (int i = 0; i < N; i++)
+    keys[i] = 0x10000000ul + (uintptr_t)i * 24 + (uintptr_t)(i % 3) * 8 + (i % 501 == 7 ? (1ul << 48) : 0);
+  table_round(keys, N, 0, 0);
+  free(keys);
+}
+
+/* Words only: sorted. */
+static void test_table_sorted(void **st) {
+  (void)st;
+  enum { N = 5000 };
+  uintptr_t keys[N];
+  for (int i = 0; i < N; i++) keys[i] = 0x55aa10000000ul + (uintptr_t)(N - i) * 160 + (i & 1) * 16;
+  hs_table_units_exclusive = 1;
+  for (int i = 0; i < N; i++) hs_table_insert(keys[i], hs_meta(100, 3));
+  size_t got = 0, bytes = 0;
+  int sorted = 0;
+  uintptr_t(*b)[2] = hs_table_take(1, &got, &bytes, &sorted);
+  assert_int_equal(got, N);
+  assert_true(sorted);
+  for (int i = 0; i < N; i++) assert_int_equal(b[i][0], keys[N - 1 - i]);
+  hs_munmap(b, bytes);
+  assert_int_equal(hs_table_count(), 0); /* released */
+  hs_table_units_exclusive = 0;
 }
 
 /* exit() in a signal handler that lands in grow(), between its switch of
@@ -187,21 +248,23 @@ static jmp_buf midgrow_jb;
 static uintptr_t midgrow_keys[193];
 static void take_midgrow(void) {
   hs_table_midgrow = NULL;
-  static struct hs_seg seg[HS_TABLE_SHARDS];
-  size_t n = 0, total = 0, bytes = 0;
-  const uintptr_t(*b)[2] = hs_table_take(&n, &total, &bytes, seg);
+  size_t n = 0, bytes = 0;
+  int sorted = 1;
+  const uintptr_t(*b)[2] = hs_table_take(1, &n, &bytes, &sorted);
   assert_non_null(b);
   assert_int_equal(n, 192);
+  assert_false(sorted); /* the overflow held them */
   size_t found = 0;
-  for (size_t i = 0; i < total; i++)
+  for (size_t i = 0; i < n; i++)
     for (int k = 0; k < 192; k++) found += b[i][0] == midgrow_keys[k];
   assert_int_equal(found, 192);
   longjmp(midgrow_jb, 1);
 }
 static void test_table_take_midgrow(void **st) {
   (void)st;
-  /* one 1 MiB region: one shard, which grows at its 193rd block */
-  for (int i = 0; i < 193; i++) midgrow_keys[i] = 0x7f0000000000ul + (uintptr_t)i * 32;
+  /* Not 16-byte aligned: the overflow hash table's (table.c). One 1 MiB
+   * region: one shard, which grows at its 193rd block. */
+  for (int i = 0; i < 193; i++) midgrow_keys[i] = 0x7f0000000008ul + (uintptr_t)i * 32;
   for (int i = 0; i < 192; i++) hs_table_insert(midgrow_keys[i], hs_meta(32, 1));
   assert_int_equal(hs_table_count(), 192);
   hs_table_midgrow = take_midgrow;
@@ -467,7 +530,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_size),  cmocka_unit_test(test_parse_kinds), cmocka_unit_test(test_options),
       cmocka_unit_test(test_supp_match),  cmocka_unit_test(test_supp_load),   cmocka_unit_test(test_json_string),
-      cmocka_unit_test(test_table),       cmocka_unit_test(test_depot), cmocka_unit_test(test_depot_grows),       cmocka_unit_test(test_classification), cmocka_unit_test(test_regions),
+      cmocka_unit_test(test_table), cmocka_unit_test(test_table_sorted),       cmocka_unit_test(test_depot), cmocka_unit_test(test_depot_grows),       cmocka_unit_test(test_classification), cmocka_unit_test(test_regions),
       cmocka_unit_test(test_table_take_midgrow), /* last: leaves the table unusable */
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
