@@ -366,6 +366,21 @@ expect_eq "no warning with glibc's" "" "$("$HS" run -- "$P" clean 2>&1 >/dev/nul
 expect_eq "none in sample mode (no leak check)" "" "$(LD_PRELOAD="$WORK/nop.so" "$BUILD/heapscope" run --mode=sample -- "$P" clean 2>&1 >/dev/null | grep "not glibc's")"
 end
 
+# Blocks 8 bytes apart from another allocator (tests/progs/packed_malloc.c):
+# two start in one 32-byte unit of the table's shadow map, or are not
+# 16-byte aligned, and go to its overflow; two threads allocate at once.
+# Every block is counted once, in its category.
+begin "an allocator that packs blocks 8 bytes apart: every block tracked"
+gcc -O2 -fPIC -shared -o "$WORK/packed_malloc.so" "$ROOT/tests/progs/packed_malloc.c"
+gcc -O1 -g -pthread -o "$WORK/packed" "$ROOT/tests/progs/packed.c"
+for i in 1 2 3; do
+  rm -f "$WORK/pk.json"
+  LD_PRELOAD="$WORK/packed_malloc.so" T=60 with_timeout "$BUILD/heapscope" run --report="$WORK/pk.json" -- "$WORK/packed" 2>/dev/null
+  expect_eq "run $i: definitely lost, still reachable (blocks, bytes)" "400 4900 400 4872" \
+    "$(jq -r '[.summary.definitely_lost.blocks, .summary.definitely_lost.bytes, .summary.still_reachable.blocks, .summary.still_reachable.bytes] | map(tostring) | join(" ")' "$WORK/pk.json" 2>&1)"
+done
+end
+
 # Two threads calling exit at once (tests/progs/dblexit.c): the report is
 # written whole every time, by one of them. Then four, then eight at once.
 begin "two, four and eight threads exit at once: the report is never lost"

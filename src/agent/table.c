@@ -361,10 +361,8 @@ int hs_table_set_flag(uintptr_t a, uint64_t flag) {
   return e != NULL;
 }
 
-/* Calls fn for every block of the shadow map, in address order. release:
- * each region's words are given back to the kernel once read (the last
- * check: the table is empty after). */
-static void shadow_each(void (*fn)(uintptr_t, uint64_t, void *), void *arg, int release) {
+/* Calls fn for every block of the shadow map, in address order. */
+static void shadow_each(void (*fn)(uintptr_t, uint64_t, void *), void *arg) {
   for (uintptr_t t = 0; t < TOP_SIZE; t++) {
     struct region *m = atomic_load_explicit(&top[t], memory_order_acquire);
     if (!m) continue;
@@ -381,10 +379,6 @@ static void shadow_each(void (*fn)(uintptr_t, uint64_t, void *), void *arg, int 
           if (v) fn(word_addr(base | (uintptr_t)u << UNIT_SHIFT, v), to_meta(v), arg);
         }
       }
-      if (release) {
-        madvise(w, REGION_UNITS * sizeof *w, MADV_DONTNEED);
-        atomic_store_explicit(&r->touched, 0, memory_order_relaxed);
-      }
     }
   }
 }
@@ -398,6 +392,47 @@ static void count_one(uintptr_t a, uint64_t meta, void *arg) {
   ++*(size_t *)arg;
 }
 
+/* The last check's list. The regions with words are listed first; their
+ * blocks are counted and then copied, each region into its own part of the
+ * array, two CPUs sharing the regions (hs_parallel_for: the helper runs no
+ * libc code, so the words are given back afterwards, on this thread). */
+struct rg { const uint64_t *w; uint64_t touched; uintptr_t base; size_t start, count; };
+struct take { struct rg *rg; struct slot *b; };
+
+static size_t each_region(struct rg *out) {
+  size_t k = 0;
+  for (uintptr_t t = 0; t < TOP_SIZE; t++) {
+    struct region *m = atomic_load_explicit(&top[t], memory_order_acquire);
+    if (!m) continue;
+    for (uintptr_t ri = 0; ri < MID_REGIONS; ri++) {
+      const uint64_t *w = atomic_load_explicit(&m[ri].words, memory_order_acquire);
+      uint64_t touched = atomic_load_explicit(&m[ri].touched, memory_order_relaxed);
+      if (!w || !touched) continue;
+      if (out) out[k] = (struct rg){w, touched, t << MID_SHIFT | ri << REGION_SHIFT, 0, 0};
+      k++;
+    }
+  }
+  return k;
+}
+
+static void count_region(size_t k, void *arg) {
+  struct rg *r = &((struct take *)arg)->rg[k];
+  size_t c = 0;
+  for (uint64_t pages = r->touched; pages; pages &= pages - 1)
+    for (uint32_t u = (uint32_t)__builtin_ctzll(pages) * PAGE_UNITS, e = u + PAGE_UNITS; u < e; u++) c += r->w[u] != 0;
+  r->count = c;
+}
+
+static void fill_region(size_t k, void *arg) {
+  const struct rg *r = &((struct take *)arg)->rg[k];
+  struct slot *o = ((struct take *)arg)->b + r->start, *end = o + r->count;
+  for (uint64_t pages = r->touched; pages; pages &= pages - 1)
+    for (uint32_t u = (uint32_t)__builtin_ctzll(pages) * PAGE_UNITS, e = u + PAGE_UNITS; u < e; u++) {
+      uint64_t v = r->w[u];
+      if (v && o < end) *o++ = (struct slot){word_addr(r->base | (uintptr_t)u << UNIT_SHIFT, v), to_meta(v)};
+    }
+}
+
 struct fill { struct slot *b; size_t n, cap; };
 static void fill_one(uintptr_t a, uint64_t meta, void *arg) {
   struct fill *f = arg;
@@ -405,17 +440,34 @@ static void fill_one(uintptr_t a, uint64_t meta, void *arg) {
 }
 
 void *hs_table_take(int release, size_t *n, size_t *bytes, int *sorted) {
-  size_t sh = 0, ov = 0;
-  shadow_each(count_one, &sh, 0);
-  ov_all(count_one, &ov);
+  size_t nrg = each_region(NULL), ov = 0, sh = 0;
+  struct take tk = {nrg ? hs_mmap(nrg * sizeof *tk.rg) : NULL, NULL};
   *n = 0;
+  if (nrg && !tk.rg) return NULL;
+  each_region(tk.rg);
+  hs_parallel_for(nrg, nrg * 64, count_region, &tk);
+  for (size_t k = 0; k < nrg; k++) {
+    tk.rg[k].start = sh;
+    sh += tk.rg[k].count;
+  }
+  ov_all(count_one, &ov);
   *bytes = (sh + ov + 1) * sizeof(struct slot);
   *sorted = !ov;
-  struct fill f = {hs_mmap_populated(*bytes), 0, sh + ov};
-  if (!f.b) return NULL;
-  shadow_each(fill_one, &f, release);
+  tk.b = hs_mmap(*bytes);
+  if (!tk.b) {
+    hs_munmap(tk.rg, nrg * sizeof *tk.rg);
+    return NULL;
+  }
+  hs_parallel_for(nrg, sh, fill_region, &tk);
+  struct fill f = {tk.b + sh, 0, ov};
   ov_all(fill_one, &f);
-  if (release)
+  if (release) {
+    for (size_t k = 0; k < nrg; k++) madvise((void *)tk.rg[k].w, REGION_UNITS * sizeof(uint64_t), MADV_DONTNEED);
+    for (uintptr_t t = 0; t < TOP_SIZE; t++) {
+      struct region *m = atomic_load_explicit(&top[t], memory_order_acquire);
+      for (uintptr_t ri = 0; m && ri < MID_REGIONS; ri++)
+        if (atomic_load_explicit(&m[ri].touched, memory_order_relaxed)) atomic_store(&m[ri].touched, 0);
+    }
     for (unsigned i = 0; i < NSHARDS; i++) {
       struct shard *s = &shards[i];
       if (s->growing) { /* interrupted in grow(): its new array is left as it is */
@@ -427,9 +479,11 @@ void *hs_table_take(int release, size_t *n, size_t *bytes, int *sorted) {
       s->slots = NULL;
       s->cap = s->count = 0;
     }
-  if (release) atomic_store(&ov_live, 0);
-  *n = f.n;
-  return f.b;
+    atomic_store(&ov_live, 0);
+  }
+  hs_munmap(tk.rg, nrg * sizeof *tk.rg);
+  *n = sh + f.n;
+  return tk.b;
 }
 
 /* The overflow's locks, and the one that hands out words: fork() and the
@@ -445,7 +499,7 @@ void hs_table_unlock_all(void) {
 }
 
 void hs_table_foreach(void (*fn)(uintptr_t, uint64_t, void *), void *arg) {
-  shadow_each(fn, arg, 0);
+  shadow_each(fn, arg);
   ov_all(fn, arg);
 }
 
@@ -458,7 +512,7 @@ size_t hs_table_count(void) {
 /* The same while the world runs: the words are read as they are (each is
  * whole: one aligned store), each overflow shard under its lock. */
 void hs_table_foreach_locked(void (*fn)(uintptr_t, uint64_t, void *), void *arg) {
-  shadow_each(fn, arg, 0);
+  shadow_each(fn, arg);
   for (unsigned i = 0; i < NSHARDS; i++) {
     hs_lock(&shards[i].lock);
     ov_each(&shards[i], fn, arg);
