@@ -91,7 +91,7 @@ end
 start_server() { # PORT ARGS...
   port=$1
   shift
-  "$HS" run "$@" -- "$WORK/server" 8 >"$WORK/srv.out" 2>"$WORK/srv.err" &
+  "$HS" run "$@" -- "$WORK/server" "${SRV_SECS:-8}" >"$WORK/srv.out" 2>"$WORK/srv.err" &
   SRV=$!
   for _ in $(seq 50); do
     curl -s -o /dev/null "http://127.0.0.1:$port/debug/pprof/" 2>/dev/null && return 0
@@ -159,17 +159,25 @@ wait $SRV
 end
 
 begin "HTTP: concurrent scrapes while the program allocates on 2 threads"
+# wrk for 10 s against /debug/pprof/heap (the issue's load); the program's
+# requests (a malloc, a free, now and then a sampled block) must not wait
+# for the profiles: its longest one is under 2 s even on a loaded 2-CPU
+# machine (scheduling alone accounts for tens of milliseconds).
 PORT3=$((PORT + 3))
-start_server $PORT3 --mode=sample --http=127.0.0.1:$PORT3 || fail "server did not come up"
+SRV_SECS=13 start_server $PORT3 --mode=sample --http=127.0.0.1:$PORT3 || fail "server did not come up"
 if command -v wrk >/dev/null; then
-  wrk -t2 -c8 -d5s "http://127.0.0.1:$PORT3/debug/pprof/heap" >"$WORK/wrk.out" 2>&1
+  wrk -t2 -c8 -d10s "http://127.0.0.1:$PORT3/debug/pprof/heap" >"$WORK/wrk.out" 2>&1
   expect_match "wrk made requests" 'requests in' "$(cat "$WORK/wrk.out")"
   grep -q 'Non-2xx' "$WORK/wrk.out" && fail "errors under load: $(grep Non-2xx "$WORK/wrk.out")"
+  echo "wrk: $(grep -E 'requests in|Requests/sec' "$WORK/wrk.out" | tr -s ' ' | tr '\n' ' ')"
 else
   fail "wrk is not installed"
 fi
 T=30 with_timeout tail --pid=$SRV -f /dev/null
 expect_eq "program finished normally under load" "done" "$(cat "$WORK/srv.out")"
+ms=$(sed -n 's/^longest request: \([0-9]*\) ms$/\1/p' "$WORK/srv.err")
+echo "longest request of the program under load: ${ms:-?} ms"
+expect_eq "the program's longest request is under 2 s" 1 "$([ -n "$ms" ] && [ "$ms" -lt 2000 ] && echo 1)"
 end
 
 # --http in a program that runs others: only the process heapscope run
