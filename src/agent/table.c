@@ -64,6 +64,33 @@ static _Atomic(struct region *) top[TOP_SIZE];
 static hs_lock_t words_lock;
 static char *words_cur, *words_end;
 
+/* The regions that have words, in the order they got them: what a walk of
+ * the table visits (the directories are 512 KiB each, mostly never
+ * touched; reading them whole cost a small program's exit 0.1 ms). Grown by
+ * doubling under words_lock; a replaced array stays mapped for a reader
+ * still in it (together less than the last one). */
+struct used { struct region *r; uintptr_t base; };
+static _Atomic(struct used *) used;
+static atomic_size_t nused;
+static size_t used_cap;
+
+static int note_used(struct region *r, uintptr_t base) {
+  size_t n = atomic_load_explicit(&nused, memory_order_relaxed);
+  struct used *u = atomic_load_explicit(&used, memory_order_relaxed);
+  if (n == used_cap) {
+    size_t cap = used_cap ? used_cap * 2 : 256;
+    struct used *nu = hs_mmap(cap * sizeof *nu);
+    if (!nu) return -1;
+    if (n) memcpy(nu, u, n * sizeof *nu);
+    atomic_store_explicit(&used, nu, memory_order_release);
+    used_cap = cap;
+    u = nu;
+  }
+  u[n] = (struct used){r, base};
+  atomic_store_explicit(&nused, n + 1, memory_order_release);
+  return 0;
+}
+
 static inline int fits(uintptr_t a, size_t size) {
   return !(a & 15) && !(a >> 47) && a && size <= W_MAX_SIZE;
 }
@@ -92,7 +119,7 @@ static HS_COLD struct region *new_mid(uintptr_t a) {
   return m;
 }
 
-static HS_COLD uint64_t *new_words(struct region *r) {
+static HS_COLD uint64_t *new_words(struct region *r, uintptr_t base) {
   const size_t len = REGION_UNITS * sizeof(uint64_t);
   /* An insert may come from a signal handler that interrupted this very
    * thread here: it takes no words then (the block goes to the overflow). */
@@ -106,7 +133,7 @@ static HS_COLD uint64_t *new_words(struct region *r) {
         words_end = c + len * CHUNK_REGIONS;
       }
     }
-    if (words_cur != words_end) {
+    if (words_cur != words_end && !note_used(r, base)) {
       w = (uint64_t *)words_cur;
       words_cur += len;
       atomic_store_explicit(&r->words, w, memory_order_release);
@@ -122,7 +149,7 @@ static inline _Atomic uint64_t *word_of(uintptr_t a, int create) {
   if (HS_UNLIKELY(!m) && (!create || !(m = new_mid(a)))) return NULL;
   struct region *r = &m[(a >> REGION_SHIFT) & (MID_REGIONS - 1)];
   uint64_t *w = atomic_load_explicit(&r->words, memory_order_acquire);
-  if (HS_UNLIKELY(!w) && (!create || !(w = new_words(r)))) return NULL;
+  if (HS_UNLIKELY(!w) && (!create || !(w = new_words(r, a & ~(((uintptr_t)1 << REGION_SHIFT) - 1))))) return NULL;
   uint32_t u = (uint32_t)(a >> UNIT_SHIFT) & (REGION_UNITS - 1);
   if (create) {
     uint64_t bit = 1ull << (u / PAGE_UNITS);
@@ -361,23 +388,18 @@ int hs_table_set_flag(uintptr_t a, uint64_t flag) {
   return e != NULL;
 }
 
-/* Calls fn for every block of the shadow map, in address order. */
+/* Calls fn for every block of the shadow map. */
 static void shadow_each(void (*fn)(uintptr_t, uint64_t, void *), void *arg) {
-  for (uintptr_t t = 0; t < TOP_SIZE; t++) {
-    struct region *m = atomic_load_explicit(&top[t], memory_order_acquire);
-    if (!m) continue;
-    for (uintptr_t ri = 0; ri < MID_REGIONS; ri++) {
-      struct region *r = &m[ri];
-      uint64_t *w = atomic_load_explicit(&r->words, memory_order_acquire);
-      uint64_t touched = atomic_load_explicit(&r->touched, memory_order_relaxed);
-      if (!w || !touched) continue;
-      uintptr_t base = t << MID_SHIFT | ri << REGION_SHIFT;
-      for (uint64_t pages = touched; pages; pages &= pages - 1) {
-        uint32_t u0 = (uint32_t)__builtin_ctzll(pages) * PAGE_UNITS;
-        for (uint32_t u = u0; u < u0 + PAGE_UNITS; u++) {
-          uint64_t v = atomic_load_explicit((_Atomic uint64_t *)&w[u], memory_order_relaxed);
-          if (v) fn(word_addr(base | (uintptr_t)u << UNIT_SHIFT, v), to_meta(v), arg);
-        }
+  size_t n = atomic_load_explicit(&nused, memory_order_acquire);
+  const struct used *list = atomic_load_explicit(&used, memory_order_acquire);
+  for (size_t k = 0; k < n; k++) {
+    struct region *r = list[k].r;
+    const uint64_t *w = atomic_load_explicit(&r->words, memory_order_acquire);
+    for (uint64_t pages = atomic_load_explicit(&r->touched, memory_order_relaxed); pages; pages &= pages - 1) {
+      uint32_t u0 = (uint32_t)__builtin_ctzll(pages) * PAGE_UNITS;
+      for (uint32_t u = u0; u < u0 + PAGE_UNITS; u++) {
+        uint64_t v = atomic_load_explicit((_Atomic uint64_t *)&w[u], memory_order_relaxed);
+        if (v) fn(word_addr(list[k].base | (uintptr_t)u << UNIT_SHIFT, v), to_meta(v), arg);
       }
     }
   }
@@ -399,19 +421,27 @@ static void count_one(uintptr_t a, uint64_t meta, void *arg) {
 struct rg { const uint64_t *w; uint64_t touched; uintptr_t base; size_t start, count; };
 struct take { struct rg *rg; struct slot *b; };
 
+/* The regions with blocks, by address (out: NULL counts them). */
 static size_t each_region(struct rg *out) {
-  size_t k = 0;
-  for (uintptr_t t = 0; t < TOP_SIZE; t++) {
-    struct region *m = atomic_load_explicit(&top[t], memory_order_acquire);
-    if (!m) continue;
-    for (uintptr_t ri = 0; ri < MID_REGIONS; ri++) {
-      const uint64_t *w = atomic_load_explicit(&m[ri].words, memory_order_acquire);
-      uint64_t touched = atomic_load_explicit(&m[ri].touched, memory_order_relaxed);
-      if (!w || !touched) continue;
-      if (out) out[k] = (struct rg){w, touched, t << MID_SHIFT | ri << REGION_SHIFT, 0, 0};
-      k++;
-    }
+  size_t n = atomic_load_explicit(&nused, memory_order_acquire), k = 0;
+  const struct used *list = atomic_load_explicit(&used, memory_order_acquire);
+  for (size_t i = 0; i < n; i++) {
+    struct region *r = list[i].r;
+    uint64_t touched = atomic_load_explicit(&r->touched, memory_order_relaxed);
+    if (!touched) continue;
+    if (out) out[k] = (struct rg){atomic_load_explicit(&r->words, memory_order_acquire), touched, list[i].base, 0, 0};
+    k++;
   }
+  if (out) /* Shell sort (Ciura's gaps): no libc on this path, and a few thousand regions */
+    for (int g = 7; g >= 0; g--) {
+      static const size_t gaps[] = {1, 4, 10, 23, 57, 132, 301, 701};
+      for (size_t i = gaps[g]; i < k; i++) {
+        struct rg x = out[i];
+        size_t j = i;
+        for (; j >= gaps[g] && out[j - gaps[g]].base > x.base; j -= gaps[g]) out[j] = out[j - gaps[g]];
+        out[j] = x;
+      }
+    }
   return k;
 }
 
@@ -462,12 +492,14 @@ void *hs_table_take(int release, size_t *n, size_t *bytes, int *sorted) {
   struct fill f = {tk.b + sh, 0, ov};
   ov_all(fill_one, &f);
   if (release) {
-    for (size_t k = 0; k < nrg; k++) madvise((void *)tk.rg[k].w, REGION_UNITS * sizeof(uint64_t), MADV_DONTNEED);
-    for (uintptr_t t = 0; t < TOP_SIZE; t++) {
-      struct region *m = atomic_load_explicit(&top[t], memory_order_acquire);
-      for (uintptr_t ri = 0; m && ri < MID_REGIONS; ri++)
-        if (atomic_load_explicit(&m[ri].touched, memory_order_relaxed)) atomic_store(&m[ri].touched, 0);
-    }
+    size_t nu = atomic_load_explicit(&nused, memory_order_acquire);
+    const struct used *list = atomic_load_explicit(&used, memory_order_acquire);
+    for (size_t k = 0; k < nu; k++)
+      if (atomic_load_explicit(&list[k].r->touched, memory_order_relaxed)) {
+        madvise(atomic_load_explicit(&list[k].r->words, memory_order_relaxed), REGION_UNITS * sizeof(uint64_t),
+                MADV_DONTNEED);
+        atomic_store(&list[k].r->touched, 0);
+      }
     for (unsigned i = 0; i < NSHARDS; i++) {
       struct shard *s = &shards[i];
       if (s->growing) { /* interrupted in grow(): its new array is left as it is */
