@@ -1,7 +1,7 @@
 /* The live-block table: address -> (size, stack id, flags).
  *
  * Blocks from glibc's malloc live in a shadow map: one 8-byte word for each
- * 32 bytes of address space that holds blocks, found through two small
+ * 32 bytes of address space that holds blocks, found through two
  * directories. glibc's user pointers are 16-byte aligned and at least 32
  * bytes apart (a chunk is at least 32 bytes and its header precedes the
  * pointer), so each 32-byte unit starts at most one live block, and the
@@ -13,8 +13,8 @@
  * table's too; the hash table this replaced put each block in a random
  * slot of tens of megabytes, a cache miss on nearly every free of a block
  * that was not recent, and a shard lock's `lock cmpxchg` twice a block.
- * Walking the words in order lists the blocks sorted by address, which
- * the leak check needs anyway.
+ * Walking the words region by region, in address order, lists the blocks
+ * sorted, which the leak check needs anyway.
  *
  * Anything else goes to the overflow, the sharded hash table of before: a
  * block that is not 16-byte aligned, above 128 GiB, beyond 47-bit
