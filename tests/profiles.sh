@@ -56,6 +56,14 @@ rm -f "$P"/*
 "$HS" run --output="$P" -- "$WORK/mix" >/dev/null 2>&1
 f=$(ls "$P"/heapscope.mix.*.heap.pb.gz | head -1)
 go tool pprof -traces "$f" 2>/dev/null | grep -q 'alloc_7' || fail "-traces lacks alloc_7"
+# profile.proto: mapping[0] is the main binary; pprof prints it as "File:".
+# It was whichever module the first sample met first: in a program whose
+# first allocation is the dynamic loader's (a thread's TLS), ld.so.
+expect_eq "File: names the program (the first mapping)" "File: mix" "$(go tool pprof -top "$f" 2>/dev/null | head -1)"
+rm -rf "$P/srv" && mkdir -p "$P/srv"
+"$HS" run --output="$P/srv" -- "$WORK/server" 1 >/dev/null 2>&1
+expect_eq "File: names the program, threads first" "File: server" \
+  "$(go tool pprof -top "$(ls "$P"/srv/heapscope.server.*.heap.pb.gz | head -1)" 2>/dev/null | head -1)"
 go tool pprof -list '^alloc_3$' "$f" 2>/dev/null | grep -q 'char \*volatile p = malloc(size)' ||
   fail "-list does not show the source line"
 l=$(ls "$P"/heapscope.mix.*.leaks.pb.gz 2>/dev/null | head -1)

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/auxv.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -231,6 +232,13 @@ static void builder_init(struct builder *b, struct hs_symbolizer *sym) {
   perftools__profiles__profile__init(&b->p);
   b->sym = sym;
   str_id(&b->st, ""); /* string 0 is always "" */
+  /* profile.proto: "mapping[0] will be the main binary". go tool pprof
+   * names it on its "File:" line, and pprof-based tools take it for the
+   * program. Mappings are otherwise made in the order samples meet them,
+   * and the first sample's leaf is often the dynamic loader's. The entry
+   * point lies in the program (the report library runs inside it). */
+  unsigned long entry = getauxval(AT_ENTRY);
+  if (entry) mapping_id(b, (uintptr_t)entry);
 }
 
 static void free_sample(Sample *s) {
