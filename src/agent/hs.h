@@ -271,11 +271,12 @@ static inline uint64_t hs_meta(size_t size, uint32_t stack) {
 static inline size_t hs_meta_size(uint64_t m) { return (size_t)(m >> HS_META_SIZE_SHIFT); }
 static inline uint32_t hs_meta_stack(uint64_t m) { return (uint32_t)(m & HS_MAX_STACK_ID); }
 
-/* Not inserted (the block stays untracked) when this thread holds the
- * shard's lock below a signal handler. */
+/* Not inserted (the block stays untracked) when it must go to the overflow
+ * (table.c) and this thread holds that shard's lock below a signal handler. */
 void hs_table_insert(uintptr_t addr, uint64_t meta);
-/* Removes addr: 1 removed (*meta set), 0 not there, -1 not now: this thread holds the
- * shard's lock below a signal handler (hs_lock_unless_mine). */
+/* Removes addr: 1 removed (*meta set), 0 not there, -1 not now: it is in the
+ * overflow and this thread holds that shard's lock below a signal handler
+ * (hs_lock_unless_mine). */
 int hs_table_remove(uintptr_t addr, uint64_t *meta);
 void hs_table_prefetch(uintptr_t addr);
 int hs_table_lookup(uintptr_t addr, uint64_t *meta);
