@@ -125,9 +125,9 @@ grep -q 'leak (openssl_exit.c:' "$D/ossl.err" || fail "the leak's stack is not s
 grep -q 'file=libdebuginfod' "$D/ossl.ld" && fail "libdebuginfod was loaded: $(grep -m1 'file=libdebuginfod' "$D/ossl.ld")"
 end
 
-# The exit check shares its sort with a helper thread (a bare clone) where
-# there is a second CPU; on one CPU, or where clone is forbidden, it does all
-# the work itself: the same result every way.
+# The exit check shares the listing of the table's blocks with a helper
+# thread (a bare clone) where there is a second CPU; on one CPU, or where
+# clone is forbidden, it does all the work itself: the same result every way.
 gcc -O2 -g -o "$D/noclone" "$ROOT/tests/progs/noclone.c"
 for how in helper one-cpu noclone; do
   begin "exit check: $how"

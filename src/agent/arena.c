@@ -129,17 +129,6 @@ void hs_munmap(void *p, size_t size) {
   munmap(p, page_round(size));
 }
 
-/* Moves the first len bytes (a page multiple) of an own mapping of size
- * bytes to `to`, inside another own mapping, without copying (the page
- * tables move); the rest of the old mapping goes. -1: nothing moved. */
-int hs_mmove(void *from, size_t size, size_t len, void *to) {
-  if (mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to) == MAP_FAILED) return -1;
-  del_range((uintptr_t)from);
-  size = page_round(size);
-  if (size > len) munmap((char *)from + len, size - len);
-  return 0;
-}
-
 void *hs_alloc(size_t size) {
   size = (size + 15) & ~(size_t)15;
   if (size > BUMP_CHUNK / 4) return hs_mmap(size);

@@ -105,7 +105,6 @@ int hs_log_fd(void);    /* the text report's descriptor: that stderr while it is
 void *hs_mmap(size_t size);             /* zeroed, page-granular, registered */
 void *hs_mmap_populated(size_t size);   /* the same, every page faulted in now */
 void hs_munmap(void *p, size_t size);
-int hs_mmove(void *from, size_t size, size_t len, void *to);
 void *hs_alloc(size_t size);            /* bump allocation, never freed; 16-aligned */
 char *hs_strdup(const char *s);
 /* Is [p, p+len) inside memory the agent mapped for itself? */

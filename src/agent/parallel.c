@@ -1,5 +1,5 @@
-/* A second core for the exit check's pure computation (sorting the blocks,
- * packing the table), while the program's threads are stopped.
+/* A second core for the exit check's pure computation (counting and listing
+ * the table's blocks, table.c), while the program's threads are stopped.
  *
  * The helper is a bare clone(): pthread_create could block on a lock that a
  * stopped thread holds (glibc's stack cache lock), and must not run the

@@ -1,7 +1,7 @@
 /* The exit check with and without its helper thread: with "noclone", clone()
  * is forbidden first (a seccomp filter, as sandboxes install) and the check
  * must do all its work on the calling thread. Builds a list
- * of 100,000 reachable blocks (so that the check sorts in earnest) and
+ * of 100,000 reachable blocks (so that the check lists them in earnest) and
  * leaks 10 blocks of 100 bytes. */
 #include <errno.h>
 #include <linux/filter.h>
