@@ -311,13 +311,17 @@ void hs_table_insert(uintptr_t a, uint64_t meta) {
   if (HS_LIKELY(fits(a, hs_meta_size(meta)))) {
     _Atomic uint64_t *w = word_of(a, 1);
     if (HS_LIKELY(w != NULL)) {
-      uint64_t old = atomic_load_explicit(w, memory_order_relaxed), v = to_word(a, meta);
+      uint64_t v = to_word(a, meta);
       if (HS_LIKELY(hs_table_units_exclusive)) {
         /* A word of the other half is stale: glibc never has two live
-         * blocks in one unit (a free that went past the agent left it). */
+         * blocks in one unit (a free that went past the agent left it).
+         * So the word is not read: a store that misses the cache waits in
+         * the store buffer, a load stalls (python3: half of the insert's
+         * samples were on the unused load). */
         atomic_store_explicit(w, v, memory_order_relaxed);
         return;
       }
+      uint64_t old = atomic_load_explicit(w, memory_order_relaxed);
       while (!old || word_is(old, a))
         if (atomic_compare_exchange_weak_explicit(w, &old, v, memory_order_relaxed, memory_order_relaxed)) return;
     }
