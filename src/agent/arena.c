@@ -117,10 +117,6 @@ static void *map(size_t size, int flags) {
 
 void *hs_mmap(size_t size) { return map(size, MAP_NORESERVE); }
 
-/* For arrays that will be written whole at once: one system call faults
- * every page in (page by page, faults are dear, in a VM above all). */
-void *hs_mmap_populated(size_t size) { return map(size, MAP_POPULATE); }
-
 void hs_register_own_range(uintptr_t start, uintptr_t end) { add_range(start, end); }
 
 void hs_munmap(void *p, size_t size) {

@@ -103,7 +103,6 @@ int hs_log_fd(void);    /* the text report's descriptor: that stderr while it is
 
 /* ---- arena.c: the agent's own memory, never from malloc --------------- */
 void *hs_mmap(size_t size);             /* zeroed, page-granular, registered */
-void *hs_mmap_populated(size_t size);   /* the same, every page faulted in now */
 void hs_munmap(void *p, size_t size);
 void *hs_alloc(size_t size);            /* bump allocation, never freed; 16-aligned */
 char *hs_strdup(const char *s);
@@ -289,10 +288,9 @@ extern int hs_table_units_exclusive;
 int hs_table_set_flag(uintptr_t addr, uint64_t flag);
 void hs_table_lock_all(void);
 void hs_table_unlock_all(void);
-/* Calls fn for every live block; caller holds all locks. */
-void hs_table_foreach(void (*fn)(uintptr_t addr, uint64_t meta, void *arg), void *arg);
+/* How many blocks the table holds (the unit tests: nothing else runs). */
 size_t hs_table_count(void);
-/* The same, taking each shard's lock in turn (the world keeps running). */
+/* Calls fn for every live block while the world keeps running (table.c). */
 void hs_table_foreach_locked(void (*fn)(uintptr_t addr, uint64_t meta, void *arg), void *arg);
 
 /* ---- parallel.c: fn(0..n-1) on this thread and, where there is a second

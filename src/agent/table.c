@@ -534,19 +534,15 @@ void hs_table_unlock_all(void) {
   hs_fork_release(&words_lock);
 }
 
-void hs_table_foreach(void (*fn)(uintptr_t, uint64_t, void *), void *arg) {
-  shadow_each(fn, arg);
-  ov_all(fn, arg);
-}
-
 size_t hs_table_count(void) {
   size_t n = 0;
-  hs_table_foreach(count_one, &n);
+  shadow_each(count_one, &n);
+  ov_all(count_one, &n);
   return n;
 }
 
-/* The same while the world runs: the words are read as they are (each is
- * whole: one aligned store), each overflow shard under its lock. */
+/* Every live block while the world runs: the words are read as they are
+ * (each is whole: one aligned store), each overflow shard under its lock. */
 void hs_table_foreach_locked(void (*fn)(uintptr_t, uint64_t, void *), void *arg) {
   shadow_each(fn, arg);
   for (unsigned i = 0; i < NSHARDS; i++) {
