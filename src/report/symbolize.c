@@ -42,10 +42,21 @@ struct cache_ent {
   struct hs_frame *frames;
 };
 
+/* hs_sym_function's answers: the suppression check asks for every frame
+ * of every record once per pattern, and libdwfl's symbol lookup scans the
+ * module's whole symbol table each time (python3: 0.35 s at exit). */
+struct fn_ent {
+  uintptr_t addr; /* 0: empty */
+  const char *function, *module;
+  int rc;
+};
+
 struct hs_symbolizer {
   Dwfl *dwfl;
   struct cache_ent *cache;
   size_t cap, count;
+  struct fn_ent *fn;
+  size_t fn_cap, fn_count;
 };
 
 /* Separate debug files, from local files only: by build ID under
@@ -203,6 +214,7 @@ void hs_sym_close(struct hs_symbolizer *s) {
       free(s->cache[i].frames);
     }
   free(s->cache);
+  free(s->fn);
   dwfl_end(s->dwfl);
   free(s);
 }
@@ -401,7 +413,7 @@ int hs_sym_data(struct hs_symbolizer *s, uintptr_t addr, const char **symbol, co
   return 0;
 }
 
-int hs_sym_function(struct hs_symbolizer *s, uintptr_t addr, const char **function, const char **module) {
+static int function_uncached(struct hs_symbolizer *s, uintptr_t addr, const char **function, const char **module) {
   *function = *module = NULL;
   Dwfl_Module *m = dwfl_addrmodule(s->dwfl, addr);
   if (!m) return -1;
@@ -410,6 +422,38 @@ int hs_sym_function(struct hs_symbolizer *s, uintptr_t addr, const char **functi
   *function = dwfl_module_addrinfo(m, addr, &off, &sym, NULL, NULL, NULL);
   *module = module_path(m, NULL, NULL);
   return 0;
+}
+
+static inline size_t fn_slot(uintptr_t addr, size_t cap) { return (addr * 0x9E3779B97F4A7C15ull >> 16) & (cap - 1); }
+
+/* The names point into libdwfl's data, which lives as long as s. */
+int hs_sym_function(struct hs_symbolizer *s, uintptr_t addr, const char **function, const char **module) {
+  if (!addr) return function_uncached(s, addr, function, module);
+  if (s->fn_count * 2 >= s->fn_cap) {
+    size_t ncap = s->fn_cap ? s->fn_cap * 2 : 1024;
+    struct fn_ent *nf = calloc(ncap, sizeof *nf);
+    if (!nf) return function_uncached(s, addr, function, module);
+    for (size_t i = 0; i < s->fn_cap; i++)
+      if (s->fn[i].addr) {
+        size_t h = fn_slot(s->fn[i].addr, ncap);
+        while (nf[h].addr) h = (h + 1) & (ncap - 1);
+        nf[h] = s->fn[i];
+      }
+    free(s->fn);
+    s->fn = nf;
+    s->fn_cap = ncap;
+  }
+  size_t h = fn_slot(addr, s->fn_cap);
+  while (s->fn[h].addr && s->fn[h].addr != addr) h = (h + 1) & (s->fn_cap - 1);
+  struct fn_ent *e = &s->fn[h];
+  if (!e->addr) {
+    e->rc = function_uncached(s, addr, &e->function, &e->module);
+    e->addr = addr;
+    s->fn_count++;
+  }
+  *function = e->function;
+  *module = e->module;
+  return e->rc;
 }
 
 int hs_sym_module(struct hs_symbolizer *s, uintptr_t addr, const char **path, uintptr_t *start, uintptr_t *end,
