@@ -126,6 +126,83 @@ expect_eq "stdout as without heapscope" "" "$(cat "$WORK/o")"
 expect_eq "killed by SIGTERM" 143 "$rc"
 end
 
+begin "death by a signal: a report as valgrind gives one, and the same death"
+F=$WORK/fatal
+gcc -O0 -g -pthread -o "$F" "$ROOT/tests/progs/fatal.c"
+# valgrind's numbers for the same death (it reports on a fatal signal too)
+{ (ulimit -c 0; exec valgrind --leak-check=full "$F" term >/dev/null 2>"$WORK/vg"); } 2>/dev/null
+vdef=$(sed -n 's/.*definitely lost: \([0-9,]*\) bytes.*/\1/p' "$WORK/vg" | tr -d ,)
+expect_eq "valgrind's definitely lost" 100 "$vdef"
+line=$(grep -n 'malloc(100)' "$ROOT/tests/progs/fatal.c" | cut -d: -f1)
+for m in term:143:15 segv:139:11 abort:134:6 reraise:139:11; do
+  mode=${m%%:*} rest=${m#*:}
+  st=${rest%%:*} sig=${rest#*:}
+  { (ulimit -c 0; exec "$HS" run --error-exitcode=9 --report="$WORK/f.json" -- "$F" $mode >"$WORK/o" 2>"$WORK/e"); } 2>/dev/null
+  rc=$?
+  expect_eq "$mode: status (not --error-exitcode's)" "$st" "$rc"
+  expect_match "$mode: what it died of" "Process terminating with default action of signal $sig \\(SIG" "$(cat "$WORK/e")"
+  expect_eq "$mode: definitely lost, as valgrind" "$vdef" "$(jq .summary.definitely_lost.bytes "$WORK/f.json")"
+  expect_eq "$mode: still reachable" 50 "$(jq .summary.still_reachable.bytes "$WORK/f.json")"
+  expect_eq "$mode: signal in the JSON report" "$sig" "$(jq .signal "$WORK/f.json")"
+  expect_eq "$mode: exit_status in the JSON report" "$st" "$(jq .exit_status "$WORK/f.json")"
+  expect_match "$mode: the record names the leak" "(at|by) 0x[0-9A-F]+: leak_some \\(fatal.c:$line\\)" "$(cat "$WORK/e")"
+  [ "$mode" != segv ] || expect_match "segv: the address" "Access not within mapped region at address 0x2$" "$(cat "$WORK/e")"
+done
+expect_eq "reraise: the program's crash handler ran first" "crash handler ran" "$(cat "$WORK/o")"
+end
+
+begin "death by a signal sent from outside, with a thread blocked: report, same death"
+"$HS" run --report="$WORK/w.json" -- "$F" wait >"$WORK/o" 2>"$WORK/e" &
+pid=$!
+for _ in $(seq 100); do grep -q ready "$WORK/o" && break; sleep 0.1; done
+kill -TERM "$pid"
+wait "$pid"; rc=$?
+expect_eq "status" 143 "$rc"
+expect_eq "definitely lost" 100 "$(jq .summary.definitely_lost.bytes "$WORK/w.json")"
+expect_eq "the blocked thread is in the report" "reader blocked read" "$(jq -r '.threads[] | "\(.start_routine) \(.state) \(.wait.syscall)"' "$WORK/w.json")"
+end
+
+begin "SIGTERM and SIGHUP while four threads allocate: a report every time, no hang"
+for r in 1 2 3 4 5 6; do
+  mode=full; [ $r -gt 4 ] && mode=sample
+  sig=TERM st=143; [ $((r % 2)) = 0 ] && sig=HUP st=129
+  T=60 with_timeout "$HS" run --mode=$mode -- "$F" busy >"$WORK/o" 2>"$WORK/e" &
+  pid=$!
+  for _ in $(seq 200); do grep -q ready "$WORK/o" && break; sleep 0.05; done
+  sleep 0.$((r * 3 % 5))
+  pkill -$sig -f "^$F busy"
+  { wait "$pid"; } 2>/dev/null; rc=$?
+  expect_eq "$mode $sig: status" "$st" "$rc"
+  [ $mode = sample ] || expect_match "$mode $sig: the report" "LEAK SUMMARY" "$(cat "$WORK/e")"
+done
+end
+
+begin "a signal every thread of the program blocks stays pending: the agent's threads do not take it"
+PORT=$((20000 + RANDOM % 20000))
+"$HS" run --http=127.0.0.1:$PORT -- "$F" blocked >"$WORK/o" 2>"$WORK/e" &
+pid=$!
+for _ in $(seq 100); do grep -q ready "$WORK/o" && grep -q "serving pprof" "$WORK/e" && break; sleep 0.1; done
+kill -TERM "$pid"
+wait "$pid"; rc=$?
+expect_eq "status" 0 "$rc"
+expect_eq "stdout" "ready|pending" "$(paste -sd'|' "$WORK/o")"
+end
+
+begin "signal dispositions: the program sees its own, a signal ignored at start stays ignored"
+"$F" view >"$WORK/alone" 2>/dev/null; arc=$?
+"$HS" run --report="$WORK/v.json" -- "$F" view >"$WORK/o" 2>"$WORK/e"; rc=$?
+expect_eq "status, its own handler's exit(3)" "$arc" "$rc"
+expect_eq "stdout as without heapscope" "$(cat "$WORK/alone")" "$(cat "$WORK/o")"
+expect_eq "what it saw" "start DFL flags 0|signal returned DFL|now noop|back returned noop|default kept its mask 1 and flags 1|SIGTERM was DFL|own SIGTERM handler ran" "$(paste -sd'|' "$WORK/o")"
+expect_eq "its exit reported the leak" 100 "$(jq .summary.definitely_lost.bytes "$WORK/v.json")"
+grep -q "Process terminating" "$WORK/e" && fail "a handled signal is not a death"
+# a background job of a shell without job control starts with SIGINT ignored
+"$HS" run -- "$F" ignored >"$WORK/o" 2>"$WORK/e" &
+wait $!; rc=$?
+expect_eq "ignored: status" 0 "$rc"
+expect_eq "ignored: what it saw" "SIGINT at start: IGN|still running" "$(paste -sd'|' "$WORK/o")"
+end
+
 begin "threads still running at exit do not hang the agent"
 T=30 with_timeout "$HS" run --report="$WORK/s.json" -- "$P" spin >/dev/null 2>"$WORK/e"; rc=$?
 expect_eq "status" 0 "$rc"

@@ -266,6 +266,7 @@ __attribute__((constructor)) static void hs_init(void) {
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
     for (int i = 0; i < HS_EXIT_BARRIERS; i++) on_exit(exit_barrier, NULL); /* run after the next one */
     on_exit(on_exit_handler, NULL);
+    hs_fatal_init();
     hs_profile_start();
   }
   hs_in_agent = saved;
@@ -357,6 +358,7 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
       .abi = HS_REPORT_ABI,
       .pid = getpid(),
       .exit_status = status,
+      .signal = final ? hs_fatal_signal : 0,
       .at_exit = final,
       .mode = hs_opt.mode == HS_MODE_SAMPLE ? "sample" : "full",
       .leak_check = hs_sampling || failed ? HS_LC_NO : final ? (int)hs_opt.leak_check : HS_LC_FULL,
@@ -476,7 +478,7 @@ static void hs_report_at_exit_cancel_off(int status, uintptr_t sp) {
   hs_unwind_verify_summary();
   uint64_t shown = report_final(status, sp);
   atomic_store(&reported, 2);
-  if (hs_opt.error_exitcode && shown) {
+  if (hs_opt.error_exitcode && shown && !hs_fatal_signal) { /* a death by a signal stays one */
     /* Like valgrind: the process ends with the chosen status. Flush what
      * exit() would have flushed after us. */
     fflush(NULL);

@@ -573,6 +573,20 @@ void hs_bypass_poll(void); /* every 8192 allocations a thread records, every 16 
 
 /* ---- agent.c ----------------------------------------------------------- */
 void hs_report_at_exit(int status, uintptr_t sp);
+
+/* ---- fatal.c: a report when the program dies of a signal ---------------- */
+/* glibc's sigaction. The agent exports its own for the program (fatal.c),
+ * which answers the program's view: the agent's calls must not go there. */
+int hs_sigaction(int sig, const struct sigaction *act, struct sigaction *oact);
+/* Installs the handler for the fatal signals the program leaves at SIG_DFL. */
+void hs_fatal_init(void);
+/* The signal the process is dying of, while its report is written (else 0). */
+extern int hs_fatal_signal;
+/* Blocks the fatal signals in this thread (for the agent's own threads,
+ * which inherit the mask: a signal meant for the program must reach one of
+ * the program's threads), and restores the mask. */
+void hs_fatal_block(sigset_t *old);
+void hs_fatal_unblock(const sigset_t *old);
 int hs_is_root_process(void);
 
 #endif

@@ -874,8 +874,8 @@ static int hs_leak_check_cancel_off(struct hs_leak_result *res, uintptr_t my_sp,
   memset(&fa, 0, sizeof fa);
   fa.sa_sigaction = on_fault;
   fa.sa_flags = SA_SIGINFO | SA_NODEFER;
-  sigaction(SIGSEGV, &fa, &old_segv);
-  sigaction(SIGBUS, &fa, &old_bus);
+  hs_sigaction(SIGSEGV, &fa, &old_segv);
+  hs_sigaction(SIGBUS, &fa, &old_bus);
 
   if (!C.b) goto out;
   t_take = now(CLOCK_MONOTONIC) - t0;
@@ -940,8 +940,8 @@ static int hs_leak_check_cancel_off(struct hs_leak_result *res, uintptr_t my_sp,
   res->scanned_bytes = C.scanned;
 
 out:
-  sigaction(SIGSEGV, &old_segv, NULL);
-  sigaction(SIGBUS, &old_bus, NULL);
+  hs_sigaction(SIGSEGV, &old_segv, NULL);
+  hs_sigaction(SIGBUS, &old_bus, NULL);
   hs_resume_world();
   hs_checking = 0;
   hs_table_unlock_all();

@@ -184,7 +184,7 @@ static void start_dumper(void) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_dump_signal;
     sa.sa_flags = SA_RESTART;
-    if (sigaction((int)hs_opt.dump_signal, &sa, NULL))
+    if (hs_sigaction((int)hs_opt.dump_signal, &sa, NULL))
       hs_warn("cannot use signal %ld for heap dumps: %s", hs_opt.dump_signal, strerror(errno));
   }
   pthread_t t;
@@ -193,7 +193,10 @@ static void start_dumper(void) {
   pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
   int saved = hs_in_agent;
   hs_in_agent = 1; /* the thread is the agent's */
+  sigset_t mask;
+  hs_fatal_block(&mask);
   if (pthread_create(&t, &a, dumper, NULL)) hs_warn("cannot start the heap dump thread");
+  hs_fatal_unblock(&mask);
   hs_in_agent = saved;
   pthread_attr_destroy(&a);
 }
@@ -213,8 +216,11 @@ void hs_profile_start(void) {
   hs_serve_start_fn start = (hs_serve_start_fn)hs_report_sym(HS_SERVE_START_SYM);
   if (!start) return;
   int saved = hs_in_agent;
-  hs_in_agent = 1; /* the server's threads inherit the mark */
+  hs_in_agent = 1; /* the server's threads inherit the mark, and the mask */
+  sigset_t mask;
+  hs_fatal_block(&mask);
   start(&hs_api, hs_opt.http, (int)hs_opt.http_allow_remote, hs_opt.http_token_file);
+  hs_fatal_unblock(&mask);
   hs_in_agent = saved;
 }
 
@@ -238,8 +244,11 @@ HS_EXPORT int __heapscope_http_start(const char *addr) {
   if (!start) return -1;
   int saved = hs_in_agent, cs = hs_cancel_off();
   hs_in_agent = 1;
+  sigset_t mask;
+  hs_fatal_block(&mask);
   int r = start(&hs_api, addr && *addr ? addr : "127.0.0.1:6060", (int)hs_opt.http_allow_remote,
                 hs_opt.http_token_file);
+  hs_fatal_unblock(&mask);
   hs_in_agent = saved;
   hs_cancel_restore(cs);
   return r;

@@ -665,7 +665,7 @@ static size_t hs_threads_snapshot_cancel_off(struct hs_report_thread **out, int 
   for (size_t i = 0; i < n && i < 4096; i++) atomic_store(&dump_done[i], 0);
   atomic_store(&dump_active, 1);
   /* (Once our handler is kept, dump_old stays the program's from before.) */
-  sigaction(DUMP_SIGNAL, &sa, dump_kept ? NULL : &dump_old);
+  hs_sigaction(DUMP_SIGNAL, &sa, dump_kept ? NULL : &dump_old);
   /* Threads blocked in a system call are unwound from the pc and sp the
    * kernel shows: a signal would interrupt their call (sleep returns early,
    * poll fails with EINTR). Only threads that run get the signal. */
@@ -709,7 +709,7 @@ static size_t hs_threads_snapshot_cancel_off(struct hs_report_thread **out, int 
   atomic_store(&dump_active, 0);
   wait_handlers_left(&dump_in_handler);
   if (all && !dump_kept)
-    sigaction(DUMP_SIGNAL, &dump_old, NULL);
+    hs_sigaction(DUMP_SIGNAL, &dump_old, NULL);
   else
     dump_kept = 1;
   dump_n = 0;
@@ -866,7 +866,7 @@ static void install_stop_handler(void) {
   sigfillset(&sa.sa_mask);
   atomic_store(&stopping, 1);
   /* (Once kept, old_action stays the program's disposition from before.) */
-  sigaction(STOP_SIGNAL, &sa, handler_kept ? NULL : &old_action);
+  hs_sigaction(STOP_SIGNAL, &sa, handler_kept ? NULL : &old_action);
 }
 
 static void signal_stop(pid_t pid, size_t i) {
@@ -986,7 +986,7 @@ void hs_resume_world(void) {
   if (pending)
     handler_kept = 1;
   else if (!handler_kept)
-    sigaction(STOP_SIGNAL, &old_action, NULL);
+    hs_sigaction(STOP_SIGNAL, &old_action, NULL);
 }
 
 #ifndef SA_RESTORER
@@ -1004,7 +1004,7 @@ static uintptr_t signal_restorer(void) {
   if (none_at_exit && hs_exit_thread) return 0;
   for (int sig = 1; sig < NSIG; sig++) {
     struct sigaction o;
-    if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &o)) continue;
+    if (sig == SIGKILL || sig == SIGSTOP || hs_sigaction(sig, NULL, &o)) continue;
     if ((o.sa_flags & SA_RESTORER) && o.sa_restorer && o.sa_handler != SIG_DFL && o.sa_handler != SIG_IGN)
       return found = (uintptr_t)o.sa_restorer;
   }

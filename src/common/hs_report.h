@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define HS_REPORT_ABI 1
+#define HS_REPORT_ABI 2
 
 /* enum hs_root_kind: 1 global, 2 stack, 3 register, 4 tls, 5 mmap, 6 ignored */
 struct hs_report_retainer {
@@ -96,7 +96,8 @@ typedef void (*hs_threads_format_fn)(const struct hs_report_thread *t, size_t n,
 struct hs_report_input {
   int abi;
   pid_t pid;
-  int exit_status;
+  int exit_status; /* 128 + the signal for a death by a signal */
+  int signal;      /* the signal the process dies of, or 0 */
   int at_exit; /* 0: a check on demand (heapscope_leak_check) */
   const char *mode;
   int leak_check;           /* enum hs_leak_check */

@@ -191,8 +191,9 @@ static int write_json(const struct hs_report_input *in, struct rec *recs, size_t
     hs_buf_json_str(&b, cmd + o);
   }
   free(cmd);
-  hs_buf_printf(&b, "],\n  \"pid\": %d, \"exit_status\": %d,\n  \"mode\": \"%s\",\n  \"summary\": {\n",
-                (int)in->pid, in->exit_status, in->mode);
+  hs_buf_printf(&b, "],\n  \"pid\": %d, \"exit_status\": %d,", (int)in->pid, in->exit_status);
+  if (in->signal) hs_buf_printf(&b, " \"signal\": %d,", in->signal);
+  hs_buf_printf(&b, "\n  \"mode\": \"%s\",\n  \"summary\": {\n", in->mode);
   uint64_t tsb = 0, tsn = 0;
   for (int k = 0; k < NKINDS; k++) {
     tsb += supp_bytes[k];

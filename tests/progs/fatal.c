@@ -1,0 +1,157 @@
+/* Deaths by signal, and the program's view of its signal dispositions.
+ *   term     leaks 100 bytes (definitely lost), keeps 50 (reachable), raise(SIGTERM)
+ *   segv     the same leaks, then a write through a null pointer
+ *   abort    the same leaks, then abort()
+ *   wait     the same leaks, a thread blocked on a pipe, then waits in pause()
+ *            for a signal from outside (prints "ready" first)
+ *   reraise  a crash handler of the program's own, which prints, puts back
+ *            SIG_DFL with signal() and raises SIGSEGV again
+ *   view     prints what sigaction and signal say about SIGINT and SIGTERM
+ *            through a series of changes (one line each), then its own
+ *            SIGTERM handler ends the process with exit(3)
+ *   ignored  SIGINT is expected to be ignored at start (the test's shell
+ *            ignores it): says so, raises it, and goes on to exit 0
+ *   busy     four threads allocate and free without pause; prints "ready"
+ *            and waits for a signal from outside (that may land in any of
+ *            them, inside malloc, free or the agent)
+ *   blocked  blocks SIGTERM (its only thread), prints "ready", waits up to
+ *            10 s for one to be pending, prints "pending" and exits 0: a
+ *            thread of the agent's own (the HTTP endpoint's) must not take
+ *            a signal that every thread of the program blocks */
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void *volatile kept;
+
+static __attribute__((noinline)) void leak_some(void) {
+  void *volatile p = malloc(100);
+  memset(p, 1, 100);
+  p = NULL;
+  kept = malloc(50);
+}
+
+static void *reader(void *arg) {
+  int *fds = arg;
+  char c;
+  (void)!read(fds[0], &c, 1);
+  return NULL;
+}
+
+static void *churn(void *arg) {
+  unsigned x = (unsigned)(uintptr_t)arg * 2654435761u + 1;
+  void *slot[64] = {0};
+  for (;;) {
+    x = x * 1103515245u + 12345u;
+    unsigned i = (x >> 8) % 64;
+    free(slot[i]);
+    slot[i] = malloc(16 + (x >> 16) % 2000);
+  }
+  return NULL;
+}
+
+static void crash_handler(int sig) {
+  static const char msg[] = "crash handler ran\n";
+  (void)!write(1, msg, sizeof msg - 1);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static const char *name(void (*h)(int)) {
+  if (h == SIG_DFL) return "DFL";
+  if (h == SIG_IGN) return "IGN";
+  return "handler";
+}
+
+static void own_term(int sig) {
+  (void)sig;
+  static const char msg[] = "own SIGTERM handler ran\n";
+  (void)!write(1, msg, sizeof msg - 1);
+  exit(3);
+}
+
+static void noop(int sig) { (void)sig; }
+
+int main(int argc, char **argv) {
+  const char *mode = argc > 1 ? argv[1] : "term";
+  setvbuf(stdout, NULL, _IONBF, 0);
+  if (!strcmp(mode, "view")) {
+    struct sigaction o, a;
+    sigaction(SIGINT, NULL, &o);
+    printf("start %s flags %d\n", name(o.sa_handler), (o.sa_flags & SA_SIGINFO) != 0);
+    void (*old)(int) = signal(SIGINT, noop);
+    printf("signal returned %s\n", name(old));
+    sigaction(SIGINT, NULL, &o);
+    printf("now %s\n", o.sa_handler == noop ? "noop" : name(o.sa_handler));
+    old = signal(SIGINT, SIG_DFL);
+    printf("back returned %s\n", old == noop ? "noop" : name(old));
+    memset(&a, 0, sizeof a);
+    a.sa_handler = SIG_DFL;
+    sigaddset(&a.sa_mask, SIGUSR1);
+    a.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &a, NULL);
+    sigaction(SIGINT, NULL, &o);
+    printf("default kept its mask %d and flags %d\n", sigismember(&o.sa_mask, SIGUSR1),
+           (o.sa_flags & SA_RESTART) != 0);
+    a.sa_handler = own_term;
+    sigemptyset(&a.sa_mask);
+    a.sa_flags = 0;
+    sigaction(SIGTERM, &a, &o);
+    printf("SIGTERM was %s\n", name(o.sa_handler));
+    leak_some();
+    raise(SIGTERM);
+    return 0;
+  }
+  if (!strcmp(mode, "ignored")) {
+    struct sigaction o;
+    sigaction(SIGINT, NULL, &o);
+    printf("SIGINT at start: %s\n", name(o.sa_handler));
+    leak_some();
+    raise(SIGINT);
+    printf("still running\n");
+    return 0;
+  }
+  if (!strcmp(mode, "blocked")) {
+    sigset_t term, pend;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, NULL);
+    printf("ready\n");
+    for (int i = 0; i < 1000; i++) {
+      sigpending(&pend);
+      if (sigismember(&pend, SIGTERM)) {
+        printf("pending\n");
+        return 0;
+      }
+      usleep(10000);
+    }
+    return 1;
+  }
+  leak_some();
+  if (!strcmp(mode, "term")) raise(SIGTERM);
+  if (!strcmp(mode, "segv")) *(volatile int *)(uintptr_t)argc = 0; /* argc is 2: an unmapped page */
+  if (!strcmp(mode, "abort")) abort();
+  if (!strcmp(mode, "wait")) {
+    static int fds[2];
+    if (pipe(fds)) return 1;
+    pthread_t t;
+    pthread_create(&t, NULL, reader, fds);
+    printf("ready\n");
+    for (;;) pause();
+  }
+  if (!strcmp(mode, "busy")) {
+    pthread_t t;
+    for (uintptr_t i = 0; i < 4; i++) pthread_create(&t, NULL, churn, (void *)i);
+    printf("ready\n");
+    for (;;) pause();
+  }
+  if (!strcmp(mode, "reraise")) {
+    signal(SIGSEGV, crash_handler);
+    *(volatile int *)(uintptr_t)argc = 0;
+  }
+  return 0;
+}
