@@ -31,11 +31,14 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "hs.h"
 
 int hs_fatal_signal;
+uintptr_t hs_fatal_frames[HS_MAX_FRAMES];
+unsigned hs_fatal_nframes;
 
 /* Default action: terminate or dump core. Real-time signals are left alone
  * (glibc and the agent use some of them). */
@@ -93,8 +96,21 @@ static const char *sig_name(int sig) {
   return n ? n : "?";
 }
 
+/* Where the signal found the program, as valgrind prints it under its
+ * "Process terminating" line: from the interrupted registers, bounded by
+ * the mapping the stack pointer is in (the thread's stack, or an
+ * alternate signal stack). Frame 0 is the interrupted pc + 1. */
+static void interrupted_stack(const ucontext_t *u) {
+  if (!u) return;
+  const uintptr_t pc = (uintptr_t)u->uc_mcontext.gregs[REG_RIP], sp = (uintptr_t)u->uc_mcontext.gregs[REG_RSP],
+                  bp = (uintptr_t)u->uc_mcontext.gregs[REG_RBP];
+  uintptr_t end = 0;
+  unsigned max = hs_opt.max_frames > 0 && hs_opt.max_frames < HS_MAX_FRAMES ? (unsigned)hs_opt.max_frames : HS_MAX_FRAMES;
+  if (!hs_mapping_at(sp, &end, NULL) && end > sp)
+    hs_fatal_nframes = hs_unwind_remote(pc, sp, end, 1, bp, NULL, 0, hs_fatal_frames, max);
+}
+
 static void fatal_handler(int sig, siginfo_t *si, void *uc) {
-  (void)uc;
   int saved_errno = errno;
   struct sigaction dfl;
   memset(&dfl, 0, sizeof dfl);
@@ -135,6 +151,7 @@ static void fatal_handler(int sig, siginfo_t *si, void *uc) {
                      si->si_addr);
       }
     }
+    interrupted_stack(uc);
     hs_report_at_exit(128 + sig, (uintptr_t)__builtin_frame_address(0));
   }
   errno = saved_errno;

@@ -582,6 +582,9 @@ int hs_sigaction(int sig, const struct sigaction *act, struct sigaction *oact);
 void hs_fatal_init(void);
 /* The signal the process is dying of, while its report is written (else 0). */
 extern int hs_fatal_signal;
+/* Where it found the program (frame 0: the interrupted pc + 1). */
+extern uintptr_t hs_fatal_frames[];
+extern unsigned hs_fatal_nframes;
 /* Blocks the fatal signals in this thread (for the agent's own threads,
  * which inherit the mask: a signal meant for the program must reach one of
  * the program's threads), and restores the mask. */

@@ -98,6 +98,8 @@ struct hs_report_input {
   pid_t pid;
   int exit_status; /* 128 + the signal for a death by a signal */
   int signal;      /* the signal the process dies of, or 0 */
+  const uintptr_t *signal_frames; /* where it found the program: frame 0 is the pc + 1 */
+  unsigned nsignal_frames;
   int at_exit; /* 0: a check on demand (heapscope_leak_check) */
   const char *mode;
   int leak_check;           /* enum hs_leak_check */

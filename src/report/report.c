@@ -192,7 +192,11 @@ static int write_json(const struct hs_report_input *in, struct rec *recs, size_t
   }
   free(cmd);
   hs_buf_printf(&b, "],\n  \"pid\": %d, \"exit_status\": %d,", (int)in->pid, in->exit_status);
-  if (in->signal) hs_buf_printf(&b, " \"signal\": %d,", in->signal);
+  if (in->signal) {
+    hs_buf_printf(&b, " \"signal\": %d, \"signal_stack\": ", in->signal);
+    hs_json_frames(&b, sym, in->signal_frames, in->nsignal_frames);
+    hs_buf_printf(&b, ",");
+  }
   hs_buf_printf(&b, "\n  \"mode\": \"%s\",\n  \"summary\": {\n", in->mode);
   uint64_t tsb = 0, tsn = 0;
   for (int k = 0; k < NKINDS; k++) {
@@ -347,6 +351,12 @@ __attribute__((visibility("default"))) int hs_report_emit(const struct hs_report
   /* Sample mode counts nothing but samples: its summary is the profile. */
   int sampled = in->mode && !strcmp(in->mode, "sample");
   if (!sampled) {
+    if (in->signal && in->nsignal_frames && !in->quiet) {
+      /* under the agent's "Process terminating with default action" line */
+      char pfx[32];
+      snprintf(pfx, sizeof pfx, "==%d==    ", pid);
+      hs_text_frames(&b, sym, in->signal_frames, in->nsignal_frames, pfx, 1, "(no stack)");
+    }
     hs_buf_printf(&b, "==%d== \n==%d== HEAP SUMMARY:\n", pid, pid);
     hs_buf_printf(&b, "==%d==     in use at %s: %s bytes in %s blocks\n", pid, in->at_exit ? "exit" : "this check",
                   commas(in->inuse_bytes, c1), commas(in->inuse_blocks, c2));

@@ -2,6 +2,8 @@
  *   term     leaks 100 bytes (definitely lost), keeps 50 (reachable), raise(SIGTERM)
  *   segv     the same leaks, then a write through a null pointer
  *   abort    the same leaks, then abort()
+ *   dfree    the same leaks, then a double free, which glibc's check ends
+ *            with abort() while it holds its arena lock
  *   wait     the same leaks, a thread blocked on a pipe, then waits in pause()
  *            for a signal from outside (prints "ready" first)
  *   reraise  a crash handler of the program's own, which prints, puts back
@@ -135,6 +137,11 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "term")) raise(SIGTERM);
   if (!strcmp(mode, "segv")) *(volatile int *)(uintptr_t)argc = 0; /* argc is 2: an unmapped page */
   if (!strcmp(mode, "abort")) abort();
+  if (!strcmp(mode, "dfree")) {
+    char *volatile p = malloc(2000);
+    free(p);
+    free(p);
+  }
   if (!strcmp(mode, "wait")) {
     static int fds[2];
     if (pipe(fds)) return 1;
