@@ -135,7 +135,7 @@ vdef=$(sed -n 's/.*definitely lost: \([0-9,]*\) bytes.*/\1/p' "$WORK/vg" | tr -d
 expect_eq "valgrind's definitely lost" 100 "$vdef"
 line=$(grep -n 'malloc(100)' "$ROOT/tests/progs/fatal.c" | cut -d: -f1)
 segvline=$(grep -n 'strcmp(mode, "segv")' "$ROOT/tests/progs/fatal.c" | cut -d: -f1)
-for m in term:143:15 segv:139:11 abort:134:6 dfree:134:6 reraise:139:11; do
+for m in term:143:15 segv:139:11 abort:134:6 dfree:134:6 reraise:139:11 inhandler:139:11; do
   mode=${m%%:*} rest=${m#*:}
   st=${rest%%:*} sig=${rest#*:}
   { (ulimit -c 0; exec "$HS" run --error-exitcode=9 --report="$WORK/f.json" -- "$F" $mode >"$WORK/o" 2>"$WORK/e"); } 2>/dev/null
@@ -147,16 +147,19 @@ for m in term:143:15 segv:139:11 abort:134:6 dfree:134:6 reraise:139:11; do
   expect_eq "$mode: signal in the JSON report" "$sig" "$(jq .signal "$WORK/f.json")"
   expect_eq "$mode: exit_status in the JSON report" "$st" "$(jq .exit_status "$WORK/f.json")"
   expect_match "$mode: the record names the leak" "(at|by) 0x[0-9A-F]+: leak_some \\(fatal.c:$line\\)" "$(cat "$WORK/e")"
-  # (the re-raise's walk stops at the signal frame of the first one: no rule there)
-  [ $mode = reraise ] || expect_eq "$mode: main is on the stack where the signal found it" true "$(jq '[.signal_stack[].function] | index("main") != null' "$WORK/f.json")"
+  expect_eq "$mode: main is on the stack where the signal found it" true "$(jq '[.signal_stack[].function] | index("main") != null' "$WORK/f.json")"
   if [ "$mode" = segv ]; then
     expect_match "segv: the address" "Access not within mapped region at address 0x2$" "$(cat "$WORK/e")"
     expect_match "segv: the faulting line, under it" "^==[0-9]+==    at 0x[0-9A-F]+: main \\(fatal.c:$segvline\\)$" \
       "$(grep -A1 'Access not within' "$WORK/e" | tail -1)"
     expect_eq "segv: the faulting line in the JSON report" "main $segvline" "$(jq -r '.signal_stack[0] | "\(.function) \(.line)"' "$WORK/f.json")"
   fi
+  # a fault inside the program's own handler: the walk goes on through the signal frame
+  [ $mode != inhandler ] || expect_eq "inhandler: the handler, then what it interrupted" "usr1_faults raise main" \
+    "$(jq -r '[.signal_stack[].function | select(. == "usr1_faults" or . == "raise" or . == "main")] | join(" ")' "$WORK/f.json")"
+
+  [ $mode != reraise ] || expect_eq "reraise: the program's crash handler ran first" "crash handler ran" "$(cat "$WORK/o")"
 done
-expect_eq "reraise: the program's crash handler ran first" "crash handler ran" "$(cat "$WORK/o")"
 end
 
 begin "death by a signal sent from outside, with a thread blocked: report, same death"

@@ -17,11 +17,13 @@
 #include <libunwind.h>
 #include <link.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "hs.h"
@@ -1298,7 +1300,28 @@ static unsigned remote_walk(uintptr_t pc, uintptr_t sp, uintptr_t hi, int bp_kno
   unsigned out = 0;
   frames[out++] = pc + 1;
   uintptr_t lookup = pc;
+  const uintptr_t restorer = hs_signal_restorer();
   for (unsigned steps = 0; steps < HS_MAX_FRAMES + 32 && out < max; steps++) {
+    if (restorer && lookup + 1 == restorer && out > 1) {
+      /* A signal handler's frame returned into glibc's trampoline: the
+       * kernel's ucontext starts at its CFA, and holds the interrupted
+       * registers (its CFI is an expression the rule cache cannot hold).
+       * The walk goes on from there while that stack lies above, in the
+       * same bounds: not from an alternate signal stack into another. */
+      const uintptr_t g = sp + offsetof(ucontext_t, uc_mcontext.gregs);
+      if (g + 8 * (REG_RIP + 1) > hi) break;
+      const uintptr_t ipc = LOAD(g + 8 * REG_RIP), isp = LOAD(g + 8 * REG_RSP);
+      if (isp <= sp || isp >= hi || !ipc) break;
+      bp = LOAD(g + 8 * REG_RBP);
+      bp_known = 1;
+      sp = isp;
+      /* in place of the trampoline's address (its byte before, which a
+       * return address would be looked up at, is no symbol's): the
+       * interrupted pc, not a return address, as frames[0] */
+      frames[out - 1] = ipc + 1;
+      lookup = ipc;
+      continue;
+    }
     uint64_t r = rule_shared(lookup);
     if (!(r & R_VALID) || (r & R_END)) break;
     if ((r & R_BASE_RBP) && !bp_known) break;

@@ -8,6 +8,8 @@
  *            for a signal from outside (prints "ready" first)
  *   reraise  a crash handler of the program's own, which prints, puts back
  *            SIG_DFL with signal() and raises SIGSEGV again
+ *   inhandler  a SIGUSR1 handler of the program's own that faults: the
+ *            stack where SIGSEGV found it runs through the signal frame
  *   view     prints what sigaction and signal say about SIGINT and SIGTERM
  *            through a series of changes (one line each), then its own
  *            SIGTERM handler ends the process with exit(3)
@@ -77,6 +79,10 @@ static void own_term(int sig) {
 }
 
 static void noop(int sig) { (void)sig; }
+
+static void usr1_faults(int sig) {
+  *(volatile int *)(uintptr_t)sig = 0; /* SIGUSR1 is 10: an unmapped page */
+}
 
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "term";
@@ -149,6 +155,10 @@ int main(int argc, char **argv) {
     pthread_create(&t, NULL, reader, fds);
     printf("ready\n");
     for (;;) pause();
+  }
+  if (!strcmp(mode, "inhandler")) {
+    signal(SIGUSR1, usr1_faults);
+    raise(SIGUSR1);
   }
   if (!strcmp(mode, "busy")) {
     pthread_t t;
