@@ -64,6 +64,30 @@ check diff /dev/null diff "$D/lines.txt" "$D/hello.c"
 check gzip /dev/null gzip -c "$D/lines.txt"
 check jq /dev/null jq -c '[.[] | .a]' "$D/j.json"
 
+# Symbol names come through an index of each module's symbol boundaries
+# (src/report/symbolize.c): libdwfl answers the first address of an interval,
+# the index the rest. HEAPSCOPE_VERIFY_SYMBOLS=1 asks libdwfl again for every
+# answer the index gives, and counts the differences.
+begin "symbol names through the index equal libdwfl's (cc1, python3: every record)"
+python3 -c "
+with open('$D/m.c', 'w') as f:
+    for i in range(100): f.write('int f%d(int x) { int a[8]; for (int k = 0; k < 8; k++) a[k] = x * %d + k; return a[x & 7]; }\\n' % (i, i))
+"
+CC1=$(gcc -print-prog-name=cc1)
+for prog in cc1 python3; do
+  case $prog in
+    cc1) cmd=("$CC1" -quiet -O1 "$D/m.c" -o /dev/null) min=500 ;;
+    python3) cmd=(/usr/bin/python3 "$D/t.py") min=50 ;;
+  esac
+  (cd "$D" && HEAPSCOPE_VERIFY_SYMBOLS=1 PYTHONMALLOC=malloc T=120 with_timeout "$HS" run --leak-check=full \
+    --show-leak-kinds=all -- "${cmd[@]}" </dev/null >/dev/null 2>"$D/sym.$prog.err")
+  v=$(sed -n 's/.*verify_symbols: \([0-9]*\) lookups from the index, \([0-9]*\) differ.*/\1 \2/p' "$D/sym.$prog.err" | tail -1)
+  [ -n "$v" ] || fail "$prog: no verify_symbols line: $(tail -c 300 "$D/sym.$prog.err")"
+  [ "${v% *}" -ge "$min" ] 2>/dev/null || fail "$prog: $v: fewer than $min answers from the index"
+  expect_eq "$prog: answers that differ from libdwfl's" 0 "${v#* }"
+done
+end
+
 # The unwinder reuses the previous walk of a thread where the stack memory
 # says it may (src/agent/unwind.c). verify_unwind=1 walks every capture again
 # without the cache and counts the differences: there must be none, and the

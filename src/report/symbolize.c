@@ -51,12 +51,42 @@ struct fn_ent {
   int rc;
 };
 
+/* A module's symbol answers by interval. dwfl_module_addrinfo scans the
+ * module's whole symbol table on every call (cc1's 28,900 dynamic symbols:
+ * 0.2 ms a call, a second for the frames of a full report), and its answer
+ * depends on the address only through which symbols start at or below it,
+ * which end above it, which start exactly at it, and which section holds
+ * it. So it is the same for every address between two consecutive
+ * "boundaries" (each symbol's start, start + 1 and end, each section's
+ * start and end): the first address asked in an interval is answered by
+ * libdwfl, the others from that answer. */
+struct sym_answer {
+  const char *name; /* NULL: no symbol */
+  GElf_Sym sym;
+  GElf_Addr value; /* the symbol's address in the process (addr - offset) */
+};
+struct sym_index {
+  Dwfl_Module *m;
+  unsigned asked;          /* lookups before the index is built */
+  uintptr_t *b;            /* sorted boundaries */
+  size_t nb;
+  struct sym_answer **ans; /* nb + 1 intervals: ans[i] covers [b[i-1], b[i]) */
+  int failed;              /* no index (no memory): libdwfl every time */
+};
+#define SYM_INDEX_AFTER 16 /* a module asked fewer times is not worth it */
+
 struct hs_symbolizer {
   Dwfl *dwfl;
   struct cache_ent *cache;
   size_t cap, count;
   struct fn_ent *fn;
   size_t fn_cap, fn_count;
+  struct sym_index *idx;
+  size_t nidx, idx_cap;
+  /* HEAPSCOPE_VERIFY_SYMBOLS=1 (tests): every answer the index gives is
+   * asked of libdwfl too, and the differences counted */
+  int verify;
+  unsigned long verify_lookups, verify_mismatches;
 };
 
 /* Separate debug files, from local files only: by build ID under
@@ -194,6 +224,8 @@ static struct hs_symbolizer *open_new(pid_t pid) {
     return NULL;
   }
   dwfl_report_end(s->dwfl, NULL, NULL);
+  const char *v = getenv("HEAPSCOPE_VERIFY_SYMBOLS");
+  s->verify = v && *v == '1';
   s->cap = 1024;
   s->cache = calloc(s->cap, sizeof *s->cache);
   return s;
@@ -201,6 +233,9 @@ static struct hs_symbolizer *open_new(pid_t pid) {
 
 void hs_sym_close(struct hs_symbolizer *s) {
   if (!s) return;
+  if (s->verify)
+    fprintf(stderr, "heapscope: verify_symbols: %lu lookups from the index, %lu differ from libdwfl's\n",
+            s->verify_lookups, s->verify_mismatches);
   if (s == kept) { /* kept for the next user */
     pthread_mutex_unlock(&kept_lock);
     return;
@@ -215,6 +250,13 @@ void hs_sym_close(struct hs_symbolizer *s) {
     }
   free(s->cache);
   free(s->fn);
+  for (size_t i = 0; i < s->nidx; i++) {
+    struct sym_index *x = &s->idx[i];
+    for (size_t k = 0; x->ans && k <= x->nb; k++) free(x->ans[k]);
+    free(x->ans);
+    free(x->b);
+  }
+  free(s->idx);
   dwfl_end(s->dwfl);
   free(s);
 }
@@ -277,6 +319,127 @@ static const char *module_path(Dwfl_Module *m, Dwarf_Addr *lo, Dwarf_Addr *hi) {
   return mainfile ? mainfile : name;
 }
 
+static int cmp_uptr(const void *a, const void *b) {
+  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int add_b(uintptr_t **b, size_t *n, size_t *cap, uintptr_t v) {
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 4096;
+    uintptr_t *nb = realloc(*b, nc * sizeof *nb);
+    if (!nb) return -1;
+    *b = nb;
+    *cap = nc;
+  }
+  (*b)[(*n)++] = v;
+  return 0;
+}
+
+/* The sections of elf, in the process's addresses, as boundaries. */
+static int add_sections(Elf *elf, GElf_Addr bias, uintptr_t **b, size_t *n, size_t *cap) {
+  Elf_Scn *scn = NULL;
+  while ((scn = elf_nextscn(elf, scn))) {
+    GElf_Shdr mem, *sh = gelf_getshdr(scn, &mem);
+    if (!sh) continue;
+    if (add_b(b, n, cap, sh->sh_addr + bias) || add_b(b, n, cap, sh->sh_addr + sh->sh_size + bias)) return -1;
+  }
+  return 0;
+}
+
+static int build_index(struct sym_index *x) {
+  int nsyms = dwfl_module_getsymtab(x->m);
+  uintptr_t *b = NULL;
+  size_t n = 0, cap = 0;
+  Elf *elfs[4];
+  GElf_Addr biases[4];
+  int nelfs = 0;
+  for (int i = 0; i < nsyms; i++) {
+    GElf_Sym sym;
+    GElf_Addr addr, bias = 0;
+    GElf_Word shndx;
+    Elf *elf = NULL;
+    if (!dwfl_module_getsym_info(x->m, i, &sym, &addr, &shndx, &elf, &bias)) continue;
+    if (add_b(&b, &n, &cap, addr) || add_b(&b, &n, &cap, addr + 1) || add_b(&b, &n, &cap, addr + sym.st_size))
+      goto fail;
+    int k = 0;
+    while (k < nelfs && elfs[k] != elf) k++;
+    if (k == nelfs) {
+      if (nelfs == 4) goto fail; /* more symbol files than libdwfl has: do not guess */
+      elfs[nelfs] = elf;
+      biases[nelfs++] = bias;
+    }
+  }
+  /* the module's own file too (its sections, even with no symbol there) */
+  GElf_Addr mbias = 0;
+  Elf *main_elf = dwfl_module_getelf(x->m, &mbias);
+  if (main_elf && add_sections(main_elf, mbias, &b, &n, &cap)) goto fail;
+  for (int k = 0; k < nelfs; k++)
+    if (elfs[k] && elfs[k] != main_elf && add_sections(elfs[k], biases[k], &b, &n, &cap)) goto fail;
+  qsort(b, n, sizeof *b, cmp_uptr);
+  size_t u = 0;
+  for (size_t i = 0; i < n; i++)
+    if (!u || b[u - 1] != b[i]) b[u++] = b[i];
+  x->ans = calloc(u + 1, sizeof *x->ans);
+  if (!x->ans) goto fail;
+  x->b = b;
+  x->nb = u;
+  return 0;
+fail:
+  free(b);
+  x->failed = 1;
+  return -1;
+}
+
+/* dwfl_module_addrinfo's name and symbol for addr, through the index. */
+static const char *addrinfo(struct hs_symbolizer *s, Dwfl_Module *m, uintptr_t addr, GElf_Off *off, GElf_Sym *sym) {
+  struct sym_index *x = NULL;
+  for (size_t i = 0; i < s->nidx && !x; i++)
+    if (s->idx[i].m == m) x = &s->idx[i];
+  if (!x) {
+    if (s->nidx == s->idx_cap) {
+      size_t nc = s->idx_cap ? s->idx_cap * 2 : 16;
+      struct sym_index *ni = realloc(s->idx, nc * sizeof *ni);
+      if (!ni) return dwfl_module_addrinfo(m, addr, off, sym, NULL, NULL, NULL);
+      s->idx = ni;
+      s->idx_cap = nc;
+    }
+    x = &s->idx[s->nidx++];
+    memset(x, 0, sizeof *x);
+    x->m = m;
+  }
+  if (x->failed || (!x->ans && (++x->asked < SYM_INDEX_AFTER || build_index(x))))
+    return dwfl_module_addrinfo(m, addr, off, sym, NULL, NULL, NULL);
+  /* the interval: how many boundaries are at or below addr */
+  size_t lo = 0, hi = x->nb;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (x->b[mid] <= addr) lo = mid + 1;
+    else hi = mid;
+  }
+  struct sym_answer *a = x->ans[lo];
+  if (!a) {
+    a = calloc(1, sizeof *a);
+    if (!a) return dwfl_module_addrinfo(m, addr, off, sym, NULL, NULL, NULL);
+    GElf_Off o = 0;
+    a->name = dwfl_module_addrinfo(m, addr, &o, &a->sym, NULL, NULL, NULL);
+    a->value = addr - o;
+    x->ans[lo] = a;
+  } else if (s->verify) {
+    GElf_Off o = 0;
+    GElf_Sym vs;
+    const char *v = dwfl_module_addrinfo(m, addr, &o, &vs, NULL, NULL, NULL);
+    s->verify_lookups++;
+    if (v != a->name || (v && (addr - o != a->value || vs.st_size != a->sym.st_size || vs.st_info != a->sym.st_info)))
+      s->verify_mismatches++;
+  }
+  if (a->name) {
+    *off = addr - a->value;
+    *sym = a->sym;
+  }
+  return a->name;
+}
+
 static int resolve(struct hs_symbolizer *s, uintptr_t addr, struct hs_frame **out) {
   struct hs_frame *fr = calloc(16, sizeof *fr);
   int n = 0, cap = 16;
@@ -288,7 +451,7 @@ static int resolve(struct hs_symbolizer *s, uintptr_t addr, struct hs_frame **ou
   if (m) {
     GElf_Off off;
     GElf_Sym sym;
-    symname = dwfl_module_addrinfo(m, addr, &off, &sym, NULL, NULL, NULL);
+    symname = addrinfo(s, m, addr, &off, &sym);
   }
   /* Line of the innermost frame. */
   char *file = NULL;
@@ -407,7 +570,7 @@ int hs_sym_data(struct hs_symbolizer *s, uintptr_t addr, const char **symbol, co
   *module = module_path(m, NULL, NULL);
   GElf_Off off;
   GElf_Sym sym;
-  const char *n = dwfl_module_addrinfo(m, addr, &off, &sym, NULL, NULL, NULL);
+  const char *n = addrinfo(s, m, addr, &off, &sym);
   /* a data object that covers addr (not the nearest function before it) */
   if (n && GELF_ST_TYPE(sym.st_info) == STT_OBJECT && (off < sym.st_size || sym.st_size == 0)) *symbol = n;
   return 0;
@@ -419,7 +582,7 @@ static int function_uncached(struct hs_symbolizer *s, uintptr_t addr, const char
   if (!m) return -1;
   GElf_Off off;
   GElf_Sym sym;
-  *function = dwfl_module_addrinfo(m, addr, &off, &sym, NULL, NULL, NULL);
+  *function = addrinfo(s, m, addr, &off, &sym);
   *module = module_path(m, NULL, NULL);
   return 0;
 }
