@@ -207,6 +207,13 @@ expect_eq "stdout as without heapscope" "$(cat "$WORK/alone")" "$(cat "$WORK/o")
 expect_eq "what it saw" "start DFL flags 0|signal returned DFL|now noop|back returned noop|default kept its mask 1 and flags 1|SIGTERM was DFL|own SIGTERM handler ran" "$(paste -sd'|' "$WORK/o")"
 expect_eq "its exit reported the leak" 100 "$(jq .summary.definitely_lost.bytes "$WORK/v.json")"
 grep -q "Process terminating" "$WORK/e" && fail "a handled signal is not a death"
+# a vfork child that dies of a signal before it execs shares the parent's
+# memory: the parent's own report stays an ordinary exit's
+"$HS" run --report="$WORK/vf.json" -- "$F" vfork >"$WORK/o" 2>"$WORK/e"; rc=$?
+expect_eq "vfork: status" 0 "$rc"
+expect_eq "vfork: stdout" "child: signal 15" "$(cat "$WORK/o")"
+expect_eq "vfork: the parent's report has no signal" "0 null 100" \
+  "$(jq -r '"\(.exit_status) \(.signal) \(.summary.definitely_lost.bytes)"' "$WORK/vf.json")"
 # a background job of a shell without job control starts with SIGINT ignored
 "$HS" run -- "$F" ignored >"$WORK/o" 2>"$WORK/e" &
 wait $!; rc=$?

@@ -160,6 +160,9 @@ static void on_exit_handler(int status, void *arg) {
   atomic_store(&handler_state, 2);
 }
 
+/* Not a vfork child running on this process's memory. */
+int hs_own_process(void) { return getpid() == my_pid; }
+
 /* Waits, two minutes at most, while *state is 1 (running) in another
  * thread than this one: not when this thread is the owner (exit in a
  * signal handler that interrupted it). */

@@ -124,8 +124,9 @@ static void fatal_handler(int sig, siginfo_t *si, void *uc) {
    * and it faults again with the default action, its siginfo intact. */
   const int refault = si && si->si_code > 0 && (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE);
   /* A check in progress (an on-demand one, a dump) holds the table: no
-   * second one on top of it. A process that is not tracking: nothing to say. */
-  if (atomic_load(&hs_active) && !hs_checking && !hs_fatal_signal) {
+   * second one on top of it. A process that is not tracking: nothing to say.
+   * A vfork child shares the parent's memory: it marks nothing there. */
+  if (atomic_load(&hs_active) && !hs_checking && !hs_fatal_signal && hs_own_process()) {
     hs_fatal_signal = sig;
     /* the watchdog: this signal again, to this thread, in two minutes */
     struct sigevent ev;

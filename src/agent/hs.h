@@ -573,6 +573,9 @@ void hs_bypass_poll(void); /* every 8192 allocations a thread records, every 16 
 
 /* ---- agent.c ----------------------------------------------------------- */
 void hs_report_at_exit(int status, uintptr_t sp);
+/* This process is the one the agent started in (or a forked child that
+ * took over): not a vfork child, which shares the parent's memory. */
+int hs_own_process(void);
 
 /* ---- fatal.c: a report when the program dies of a signal ---------------- */
 /* glibc's sigaction. The agent exports its own for the program (fatal.c),

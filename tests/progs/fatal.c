@@ -10,6 +10,8 @@
  *            SIG_DFL with signal() and raises SIGSEGV again
  *   inhandler  a SIGUSR1 handler of the program's own that faults: the
  *            stack where SIGSEGV found it runs through the signal frame
+ *   vfork    a vfork child dies of SIGTERM before it execs; the parent
+ *            goes on, leaks and exits 0 (its report is an ordinary exit's)
  *   view     prints what sigaction and signal say about SIGINT and SIGTERM
  *            through a series of changes (one line each), then its own
  *            SIGTERM handler ends the process with exit(3)
@@ -28,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 void *volatile kept;
@@ -159,6 +162,17 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "inhandler")) {
     signal(SIGUSR1, usr1_faults);
     raise(SIGUSR1);
+  }
+  if (!strcmp(mode, "vfork")) {
+    pid_t c = vfork();
+    if (c == 0) {
+      raise(SIGTERM);
+      _exit(1);
+    }
+    int st = 0;
+    waitpid(c, &st, 0);
+    printf("child: %s %d\n", WIFSIGNALED(st) ? "signal" : "status", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+    return 0;
   }
   if (!strcmp(mode, "busy")) {
     pthread_t t;
