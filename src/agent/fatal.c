@@ -51,19 +51,17 @@ static unsigned long long covered; /* bit sig: the agent may hold this signal's 
  * SIG_DFL with its mask and flags. Written by the program's own calls only. */
 static struct sigaction view[65];
 
-typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
 typedef sighandler_t (*signal_fn)(int, sighandler_t);
-static sigaction_fn real_sigaction_fn;
 
 /* glibc's sigaction: the agent's own calls come here, never through the
  * interposer below (a query there answers the program's view). */
 int hs_sigaction(int sig, const struct sigaction *act, struct sigaction *oact) {
-  if (!real_sigaction_fn) real_sigaction_fn = (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
-  if (!real_sigaction_fn) {
+  if (!hs_real.sigaction) hs_hooks_resolve();
+  if (!hs_real.sigaction) {
     errno = ENOSYS;
     return -1;
   }
-  return real_sigaction_fn(sig, act, oact);
+  return hs_real.sigaction(sig, act, oact);
 }
 
 static void fatal_handler(int sig, siginfo_t *si, void *uc);
@@ -81,11 +79,9 @@ static int install(int sig, struct sigaction *old) {
   return hs_sigaction(sig, &sa, old);
 }
 
-static long sys_gettid(void) { return syscall(SYS_gettid); }
-
 /* Ends the process with sig, its default action restored and unblocked. */
 static void die_of(int sig) {
-  syscall(SYS_tgkill, (long)getpid(), sys_gettid(), (long)sig);
+  syscall(SYS_tgkill, (long)getpid(), (long)gettid(), (long)sig);
   /* still here (the program blocks it in a way tgkill cannot pass?): the
    * shell's status for a death by this signal */
   hs_real._exit(128 + sig);
@@ -133,7 +129,7 @@ static void fatal_handler(int sig, siginfo_t *si, void *uc) {
     memset(&ev, 0, sizeof ev);
     ev.sigev_notify = SIGEV_THREAD_ID;
     ev.sigev_signo = sig;
-    ev._sigev_un._tid = (int)sys_gettid();
+    ev._sigev_un._tid = (int)gettid();
     int timer = -1;
     if (!syscall(SYS_timer_create, CLOCK_MONOTONIC, &ev, &timer)) {
       struct itimerspec when = {.it_value = {120, 0}};

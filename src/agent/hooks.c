@@ -122,7 +122,7 @@ void hs_hooks_resolve(void) {
 #define R(name) hs_real.name = (__typeof__(hs_real.name))dlsym(RTLD_NEXT, #name)
   R(free); R(calloc); R(realloc); R(reallocarray); R(posix_memalign); R(aligned_alloc);
   R(memalign); R(valloc); R(pvalloc); R(malloc_usable_size); R(_exit); R(_Exit);
-  R(pthread_create);
+  R(pthread_create); R(sigaction);
 #undef R
   void *m = dlsym(RTLD_NEXT, "malloc");
   void *glibc_m = dlsym(RTLD_NEXT, "__libc_malloc");

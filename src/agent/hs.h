@@ -314,6 +314,7 @@ struct hs_real {
   void (*_exit)(int) __attribute__((noreturn));
   void (*_Exit)(int) __attribute__((noreturn));
   int (*pthread_create)(void *, const void *, void *(*)(void *), void *);
+  int (*sigaction)(int, const struct sigaction *, struct sigaction *);
 };
 extern struct hs_real hs_real;
 /* Per-thread recursion guard: set while the agent itself runs, so that
