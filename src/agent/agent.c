@@ -140,11 +140,14 @@ static void exit_begin(void) {
   hs_hooks_at_exit();
 }
 
+/* Not a vfork child running on this process's memory. */
+int hs_own_process(void) { return getpid() == my_pid; }
+
 static void on_exit_handler(int status, void *arg) {
   (void)arg;
   /* A vfork child that calls exit runs on its parent's thread-local
    * state: it must leave it as it found it. */
-  if (getpid() != my_pid) return;
+  if (!hs_own_process()) return;
   atomic_store(&handler_tid, (int)gettid());
   atomic_store(&handler_state, 1);
   if (atomic_load(&hs_active)) {
@@ -159,9 +162,6 @@ static void on_exit_handler(int status, void *arg) {
   }
   atomic_store(&handler_state, 2);
 }
-
-/* Not a vfork child running on this process's memory. */
-int hs_own_process(void) { return getpid() == my_pid; }
 
 /* Waits, two minutes at most, while *state is 1 (running) in another
  * thread than this one: not when this thread is the owner (exit in a
@@ -187,7 +187,7 @@ static void exit_barrier(int status, void *arg) {
   (void)status;
   (void)arg;
   if (atomic_load(&handler_state) == 2) return; /* the report is written (the usual case: no system call) */
-  if (getpid() != my_pid) return;
+  if (!hs_own_process()) return;
   /* glibc hands out the report's handler before this one: if it has not
    * started, another thread took it an instant ago */
   for (int i = 0; i < 100000 && atomic_load(&handler_state) == 0; i++) sched_yield();
@@ -462,7 +462,7 @@ static uint64_t report_final(int status, uintptr_t sp) {
 }
 
 static void hs_report_at_exit_cancel_off(int status, uintptr_t sp) {
-  if (!atomic_load(&hs_active) || getpid() != my_pid) return; /* vfork child: not ours */
+  if (!atomic_load(&hs_active) || !hs_own_process()) return; /* vfork child: not ours */
   exit_begin();
   if (hs_loader_depth) {
     hs_warn("the process ends in a signal handler that interrupted the agent inside the dynamic loader "
