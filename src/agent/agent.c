@@ -364,6 +364,7 @@ static uint64_t check_and_report(int status, uintptr_t sp, int final) {
       .signal = final ? hs_fatal_signal : 0,
       .signal_frames = final && hs_fatal_signal ? hs_fatal_frames : NULL,
       .nsignal_frames = final && hs_fatal_signal ? hs_fatal_nframes : 0,
+      .stack_overflow = final && hs_fatal_signal && hs_fatal_overflow,
       .at_exit = final,
       .mode = hs_opt.mode == HS_MODE_SAMPLE ? "sample" : "full",
       .leak_check = hs_sampling || failed ? HS_LC_NO : final ? (int)hs_opt.leak_check : HS_LC_FULL,

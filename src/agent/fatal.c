@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
@@ -37,6 +38,7 @@
 #include "hs.h"
 
 int hs_fatal_signal;
+int hs_fatal_overflow;
 uintptr_t hs_fatal_frames[HS_MAX_FRAMES];
 unsigned hs_fatal_nframes;
 
@@ -71,12 +73,69 @@ static inline int is_ours(const struct sigaction *a) {
   return (a->sa_flags & SA_SIGINFO) && a->sa_sigaction == fatal_handler;
 }
 
+/* A fault from a stack overflow finds no room on the stack for the
+ * handler's frame: the kernel then kills the process outright, and the
+ * program's deepest recursion ended with no report. So the main thread gets
+ * an alternate signal stack of the agent's (256 KiB reserved, pages touched
+ * only if used, a guard page below), and the handlers of SIGSEGV and SIGBUS
+ * run on it. Enough for the handler up to report_final, which moves to a
+ * stack of its own (agent.c); measured: tests/cli.sh, "stack overflow".
+ * Other threads keep theirs: an alternate stack for each would be a mapping
+ * per thread created. */
+#define ALT_STACK (256u << 10)
+#define ALT_MIN_FREE (64u << 10) /* on a program's own alternate stack, the least room a report starts with */
+static uintptr_t alt_region;      /* its memory, mapped in any case */
+static uintptr_t alt_lo, alt_hi;  /* the main thread's alternate stack when it is that region, or 0 */
+
 static int install(int sig, struct sigaction *old) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = fatal_handler;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART | (sig == SIGSEGV || sig == SIGBUS ? SA_ONSTACK : 0);
   return hs_sigaction(sig, &sa, old);
+}
+
+/* The kernel's: the agent's own calls (sigaltstack itself is interposed
+ * below). The kernel's stack_t is glibc's. */
+int hs_sigaltstack(const stack_t *ss, stack_t *old) { return (int)syscall(SYS_sigaltstack, ss, old); }
+
+static void alt_stack_init(void) {
+  char *m = hs_mmap(ALT_STACK + 4096);
+  if (!m) return;
+  mprotect(m, 4096, PROT_NONE); /* a guard page */
+  alt_region = (uintptr_t)m + 4096;
+  stack_t cur;
+  if (gettid() != getpid() || hs_sigaltstack(NULL, &cur) || !(cur.ss_flags & SS_DISABLE)) return;
+  stack_t ss = {.ss_sp = m + 4096, .ss_size = ALT_STACK, .ss_flags = 0};
+  if (hs_sigaltstack(&ss, NULL)) return;
+  alt_lo = (uintptr_t)ss.ss_sp;
+  alt_hi = alt_lo + ALT_STACK;
+}
+
+/* Is there room for the report where this handler runs? Only a program's
+ * own alternate stack can be small (SIGSTKSZ is 8 KiB), and the report
+ * needs about 15 KiB before it moves to a stack of its own (agent.c). */
+static int room_for_report(uintptr_t sp) {
+  stack_t cur;
+  if (hs_sigaltstack(NULL, &cur) || !(cur.ss_flags & SS_ONSTACK)) return 1;
+  if ((uintptr_t)cur.ss_sp == alt_lo && alt_lo) return 1;
+  return sp - (uintptr_t)cur.ss_sp >= ALT_MIN_FREE;
+}
+
+/* A fault near the interrupted stack pointer, where no writable memory is:
+ * the stack could not grow there (the main thread's limit, `ulimit -s`),
+ * or it is a thread stack's guard page. Near: a push just below it, or a
+ * local of the frame just made, which may lie far above it (a big array),
+ * though no further than the stack itself did. */
+static int is_overflow(const siginfo_t *si, const ucontext_t *u) {
+  if (!si || !u || si->si_code <= 0) return 0;
+  const uintptr_t a = (uintptr_t)si->si_addr, sp = (uintptr_t)u->uc_mcontext.gregs[REG_RSP];
+  if (a < sp ? sp - a > 65536 : a - sp > (8u << 20)) return 0;
+  uintptr_t lo = 0, end = 0;
+  int w = 0;
+  if (!hs_mapping_at(a, &end, &w) && w) return 0;
+  /* and the stack is the next writable mapping above */
+  return !hs_mapping_from(a, &lo, &end, &w) && w && lo > a && (lo - a) <= (1u << 20) + 65536;
 }
 
 /* Ends the process with sig, its default action restored and unblocked. */
@@ -100,11 +159,57 @@ static void interrupted_stack(const ucontext_t *u) {
   if (!u) return;
   const uintptr_t pc = (uintptr_t)u->uc_mcontext.gregs[REG_RIP], sp = (uintptr_t)u->uc_mcontext.gregs[REG_RSP],
                   bp = (uintptr_t)u->uc_mcontext.gregs[REG_RBP];
-  uintptr_t end = 0;
+  uintptr_t lo = 0, end = 0;
   unsigned max = hs_opt.max_frames > 0 && hs_opt.max_frames < HS_MAX_FRAMES ? (unsigned)hs_opt.max_frames : HS_MAX_FRAMES;
-  if (!hs_mapping_at(sp, &end, NULL) && end > sp)
-    hs_fatal_nframes = hs_unwind_remote(pc, sp, end, 1, bp, NULL, 0, hs_fatal_frames, max);
+  /* From the mapping sp is in; after a stack overflow sp may lie below
+   * it, and the walk reads only from its start up. */
+  if (!hs_mapping_from(sp, &lo, &end, NULL) && end > sp && (lo <= sp || lo - sp <= 65536))
+    hs_fatal_nframes = hs_unwind_remote_in(pc, sp, lo > sp ? lo : sp, end, bp, hs_fatal_frames, max);
 }
+
+/* The report, once the process is known to be dying of sig; frame: the
+ * handler's own frame, above which the kernel put the signal frame (the
+ * leak check finds the interrupted context there). */
+static void report(int sig, const siginfo_t *si, const ucontext_t *uc, int refault, uintptr_t frame) {
+  /* the watchdog: this signal again, to this thread, in two minutes */
+  struct sigevent ev;
+  memset(&ev, 0, sizeof ev);
+  ev.sigev_notify = SIGEV_THREAD_ID;
+  ev.sigev_signo = sig;
+  ev._sigev_un._tid = (int)gettid();
+  int timer = -1;
+  if (!syscall(SYS_timer_create, CLOCK_MONOTONIC, &ev, &timer)) {
+    struct itimerspec when = {.it_value = {120, 0}};
+    syscall(SYS_timer_settime, timer, 0, &when, NULL);
+  }
+  hs_fatal_overflow = refault && sig == SIGSEGV && is_overflow(si, uc);
+  if (!hs_opt.quiet && !hs_sampling) { /* sample mode prints no report at exit either */
+    int fd = hs_log_fd(), pid = (int)getpid(), tid = (int)gettid();
+    if (fd >= 0) {
+      hs_dprintf(fd, "==%d== \n==%d== Process terminating with default action of signal %d (SIG%s)\n", pid, pid, sig,
+                 sig_name(sig));
+      if (refault && (sig == SIGSEGV || sig == SIGBUS))
+        hs_dprintf(fd, "==%d==  %s at address %p\n", pid,
+                   sig == SIGBUS ? "Bus error"
+                   : si->si_code == SEGV_ACCERR ? "Bad permissions for mapped region"
+                                                : "Access not within mapped region",
+                   si->si_addr);
+      if (hs_fatal_overflow)
+        hs_dprintf(fd, "==%d== Stack overflow in thread %d%s: can't grow stack to %p\n", pid, tid,
+                   tid == pid ? " (main)" : "", (void *)((uintptr_t)si->si_addr & ~(uintptr_t)4095));
+    }
+  }
+  interrupted_stack(uc);
+  hs_report_at_exit(128 + sig, frame);
+}
+
+static struct {
+  int sig, refault;
+  const siginfo_t *si;
+  const ucontext_t *uc;
+  uintptr_t frame;
+} moved;
+static void report_moved(void) { report(moved.sig, moved.si, moved.uc, moved.refault, moved.frame); }
 
 static void fatal_handler(int sig, siginfo_t *si, void *uc) {
   int saved_errno = errno;
@@ -119,37 +224,31 @@ static void fatal_handler(int sig, siginfo_t *si, void *uc) {
   /* Faults the kernel raised for an instruction: returning runs it again,
    * and it faults again with the default action, its siginfo intact. */
   const int refault = si && si->si_code > 0 && (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE);
+  const uintptr_t frame = (uintptr_t)__builtin_frame_address(0);
+  int zero = 0;
   /* A check in progress (an on-demand one, a dump) holds the table: no
    * second one on top of it. A process that is not tracking: nothing to say.
-   * A vfork child shares the parent's memory: it marks nothing there. */
-  if (atomic_load(&hs_active) && !hs_checking && !hs_fatal_signal && hs_own_process()) {
-    hs_fatal_signal = sig;
-    /* the watchdog: this signal again, to this thread, in two minutes */
-    struct sigevent ev;
-    memset(&ev, 0, sizeof ev);
-    ev.sigev_notify = SIGEV_THREAD_ID;
-    ev.sigev_signo = sig;
-    ev._sigev_un._tid = (int)gettid();
-    int timer = -1;
-    if (!syscall(SYS_timer_create, CLOCK_MONOTONIC, &ev, &timer)) {
-      struct itimerspec when = {.it_value = {120, 0}};
-      syscall(SYS_timer_settime, timer, 0, &when, NULL);
+   * A vfork child shares the parent's memory: it marks nothing there. The
+   * first thread to die reports; another one dies at once. */
+  if (atomic_load(&hs_active) && !hs_checking && hs_own_process() &&
+      __atomic_compare_exchange_n(&hs_fatal_signal, &zero, sig, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    static ucontext_t back, run; /* static: little room here, and one thread reports */
+    if (room_for_report(frame)) {
+      report(sig, si, uc, refault, frame);
+    } else if (alt_region && !getcontext(&run)) {
+      /* a program's own small alternate stack: the report moves to the
+       * agent's (unused: no other thread reports) */
+      moved.sig = sig;
+      moved.refault = refault;
+      moved.si = si;
+      moved.uc = uc;
+      moved.frame = frame;
+      run.uc_stack.ss_sp = (void *)alt_region;
+      run.uc_stack.ss_size = ALT_STACK;
+      run.uc_link = &back;
+      makecontext(&run, report_moved, 0);
+      swapcontext(&back, &run);
     }
-    if (!hs_opt.quiet && !hs_sampling) { /* sample mode prints no report at exit either */
-      int fd = hs_log_fd(), pid = (int)getpid();
-      if (fd >= 0) {
-        hs_dprintf(fd, "==%d== \n==%d== Process terminating with default action of signal %d (SIG%s)\n", pid, pid,
-                   sig, sig_name(sig));
-        if (refault && (sig == SIGSEGV || sig == SIGBUS))
-          hs_dprintf(fd, "==%d==  %s at address %p\n", pid,
-                     sig == SIGBUS ? "Bus error"
-                     : si->si_code == SEGV_ACCERR ? "Bad permissions for mapped region"
-                                                  : "Access not within mapped region",
-                     si->si_addr);
-      }
-    }
-    interrupted_stack(uc);
-    hs_report_at_exit(128 + sig, (uintptr_t)__builtin_frame_address(0));
   }
   errno = saved_errno;
   if (refault) return;
@@ -165,6 +264,7 @@ void hs_fatal_block(sigset_t *old) {
 void hs_fatal_unblock(const sigset_t *old) { pthread_sigmask(SIG_SETMASK, old, NULL); }
 
 void hs_fatal_init(void) {
+  alt_stack_init();
   for (size_t i = 0; i < sizeof fatal_list / sizeof *fatal_list; i++) {
     int sig = fatal_list[i];
     if (sig == hs_opt.dump_signal) continue; /* the heap dumper's (profile.c) */
@@ -199,6 +299,21 @@ HS_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
   }
   if (!r && oact) *oact = is_ours(&cur) ? prev : cur;
   return r;
+}
+
+/* The agent's alternate stack reads back as none, as without the agent, while
+ * the thread is not running on it; a program that sets its own replaces it. */
+HS_EXPORT int sigaltstack(const stack_t *ss, stack_t *old) {
+  stack_t cur;
+  int r = hs_sigaltstack(ss, &cur);
+  if (r || !old) return r;
+  *old = cur;
+  if (alt_lo && (uintptr_t)cur.ss_sp == alt_lo && !(cur.ss_flags & SS_ONSTACK)) {
+    old->ss_sp = NULL;
+    old->ss_size = 0;
+    old->ss_flags = SS_DISABLE;
+  }
+  return 0;
 }
 
 /* The BSD and System V variants: the real call sets the disposition (with

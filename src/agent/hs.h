@@ -249,6 +249,8 @@ struct hs_modsnap {
 };
 void hs_unwind_snapshot(struct hs_modsnap *s);
 void hs_unwind_flush(const struct hs_modsnap *before);
+unsigned hs_unwind_remote_in(uintptr_t pc, uintptr_t sp, uintptr_t lo, uintptr_t hi, uintptr_t bp, uintptr_t *frames,
+                             unsigned max);
 unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, int bp_known, uintptr_t bp, const void *copy,
                           size_t len, uintptr_t *frames, unsigned max);
 extern int hs_fast_unwind; /* option fast_unwind: the cached CFI walk */
@@ -566,6 +568,8 @@ void hs_bypass_warn(void);
  * end and whether it is writable (either may be NULL). 0, or -1 when not
  * found or the map cannot be read. */
 int hs_mapping_at(uintptr_t addr, uintptr_t *end, int *writable);
+/* The first mapping that ends above addr (it may start above it): 0, or -1. */
+int hs_mapping_from(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *writable);
 /* free() met a block the table does not know: rewrites the GOT entries of
  * modules that call glibc's allocator past the agent (once for each set of
  * loaded modules). */
@@ -582,10 +586,12 @@ int hs_own_process(void);
 /* glibc's sigaction. The agent exports its own for the program (fatal.c),
  * which answers the program's view: the agent's calls must not go there. */
 int hs_sigaction(int sig, const struct sigaction *act, struct sigaction *oact);
+int hs_sigaltstack(const stack_t *ss, stack_t *old); /* the kernel's, past the program's view (fatal.c) */
 /* Installs the handler for the fatal signals the program leaves at SIG_DFL. */
 void hs_fatal_init(void);
 /* The signal the process is dying of, while its report is written (else 0). */
 extern int hs_fatal_signal;
+extern int hs_fatal_overflow; /* it is a SIGSEGV from a stack overflow */
 /* Where it found the program (frame 0: the interrupted pc + 1). */
 extern uintptr_t hs_fatal_frames[];
 extern unsigned hs_fatal_nframes;

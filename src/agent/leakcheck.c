@@ -854,7 +854,7 @@ static int hs_leak_check_cancel_off(struct hs_leak_result *res, uintptr_t my_sp,
   stack_t ss;
   alt_lo = alt_hi = 0;
   /* by my_sp: the exit report runs on a stack of its own (agent.c) */
-  if (nsigf && !sigaltstack(NULL, &ss) && !(ss.ss_flags & SS_DISABLE) && my_sp >= (uintptr_t)ss.ss_sp &&
+  if (nsigf && !hs_sigaltstack(NULL, &ss) && !(ss.ss_flags & SS_DISABLE) && my_sp >= (uintptr_t)ss.ss_sp &&
       my_sp - (uintptr_t)ss.ss_sp < ss.ss_size) {
     alt_lo = (uintptr_t)ss.ss_sp;
     alt_hi = alt_lo + ss.ss_size;

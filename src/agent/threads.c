@@ -539,6 +539,15 @@ static void proc_state(struct hs_report_thread *r, uintptr_t *pc, uintptr_t *sp)
 }
 
 int hs_mapping_at(uintptr_t addr, uintptr_t *end, int *writable) {
+  uintptr_t lo = 0, e = 0;
+  int w = 0;
+  if (hs_mapping_from(addr, &lo, &e, &w) || lo > addr) return -1;
+  if (end) *end = e;
+  if (writable) *writable = w;
+  return 0;
+}
+
+int hs_mapping_from(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *writable) {
   int fd = hs_open_path("/proc/thread-self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;
   char buf[8192];
@@ -555,8 +564,9 @@ int hs_mapping_at(uintptr_t addr, uintptr_t *end, int *writable) {
       char *p;
       uintptr_t lo = (uintptr_t)strtoull(line, &p, 16);
       uintptr_t hi = *p == '-' ? (uintptr_t)strtoull(p + 1, &p, 16) : 0;
-      if (addr >= lo && addr < hi && *p == ' ') { /* "lo-hi rwxp ..." */
+      if (addr < hi && *p == ' ') { /* "lo-hi rwxp ...", in address order */
         found = 1;
+        if (start) *start = lo;
         if (end) *end = hi;
         if (writable) *writable = p[2] == 'w';
       }

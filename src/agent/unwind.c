@@ -1282,19 +1282,28 @@ fail:
  * the copy when there is one; a frame that needs an unknown rbp ends the
  * walk. frames[0] is pc + 1 (pc is not a return address). Rules missing
  * from the cache are computed here, in the caller's context. */
-static unsigned remote_walk(uintptr_t pc, uintptr_t sp, uintptr_t hi, int bp_known, uintptr_t bp, const void *copy,
-                            size_t len, uintptr_t *frames, unsigned max);
+static unsigned remote_walk(uintptr_t pc, uintptr_t sp, uintptr_t lo, uintptr_t hi, int bp_known, uintptr_t bp,
+                            const void *copy, size_t len, uintptr_t *frames, unsigned max);
 unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, int bp_known, uintptr_t bp, const void *copy,
                           size_t len, uintptr_t *frames, unsigned max) {
   unwinding_remote = 1;
-  unsigned n = remote_walk(pc, sp, hi, bp_known, bp, copy, len, frames, max);
+  unsigned n = remote_walk(pc, sp, sp, hi, bp_known, bp, copy, len, frames, max);
   unwinding_remote = 0;
   return n;
 }
-static unsigned remote_walk(uintptr_t pc, uintptr_t sp, uintptr_t hi, int bp_known, uintptr_t bp, const void *copy,
-                            size_t len, uintptr_t *frames, unsigned max) {
+/* This thread's own interrupted context, whose stack is readable in [lo,
+ * hi) only: after a stack overflow sp may lie below the mapping. */
+unsigned hs_unwind_remote_in(uintptr_t pc, uintptr_t sp, uintptr_t lo, uintptr_t hi, uintptr_t bp, uintptr_t *frames,
+                             unsigned max) {
+  unwinding_remote = 1;
+  unsigned n = lo >= sp ? remote_walk(pc, sp, lo, hi, 1, bp, NULL, 0, frames, max) : 0;
+  unwinding_remote = 0;
+  return n;
+}
+static unsigned remote_walk(uintptr_t pc, uintptr_t sp, uintptr_t lo, uintptr_t hi, int bp_known, uintptr_t bp,
+                            const void *copy, size_t len, uintptr_t *frames, unsigned max) {
   if (!cache || !max || sp >= hi) return 0;
-  const uintptr_t base = sp;
+  const uintptr_t base = sp; /* copy's first byte */
   if (copy && hi - base > len) hi = base + len;
 #define LOAD(a) (copy ? *(const uintptr_t *)((const char *)copy + ((a) - base)) : *(const uintptr_t *)(a))
   unsigned out = 0;
@@ -1326,10 +1335,10 @@ static unsigned remote_walk(uintptr_t pc, uintptr_t sp, uintptr_t hi, int bp_kno
     if (!(r & R_VALID) || (r & R_END)) break;
     if ((r & R_BASE_RBP) && !bp_known) break;
     uintptr_t cfa = ((r & R_BASE_RBP) ? bp : sp) + (uintptr_t)(int64_t)(int32_t)(uint32_t)r;
-    if (cfa <= sp || cfa > hi || cfa - 8 < base) break;
+    if (cfa <= sp || cfa > hi || cfa - 8 < lo) break;
     if (!(r & R_RBP_SAME)) {
       uintptr_t at = cfa + (uintptr_t)(int64_t)(int16_t)(uint16_t)(r >> 40);
-      if (at < base || at + 8 > hi) break;
+      if (at < lo || at + 8 > hi) break;
       bp = LOAD(at);
       bp_known = 1;
     }

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define HS_REPORT_ABI 2
+#define HS_REPORT_ABI 3
 
 /* enum hs_root_kind: 1 global, 2 stack, 3 register, 4 tls, 5 mmap, 6 ignored */
 struct hs_report_retainer {
@@ -100,6 +100,7 @@ struct hs_report_input {
   int signal;      /* the signal the process dies of, or 0 */
   const uintptr_t *signal_frames; /* where it found the program: frame 0 is the pc + 1 */
   unsigned nsignal_frames;
+  int stack_overflow; /* the signal is a SIGSEGV from a stack overflow */
   int at_exit; /* 0: a check on demand (heapscope_leak_check) */
   const char *mode;
   int leak_check;           /* enum hs_leak_check */

@@ -195,7 +195,7 @@ static int write_json(const struct hs_report_input *in, struct rec *recs, size_t
   if (in->signal) {
     hs_buf_printf(&b, " \"signal\": %d, \"signal_stack\": ", in->signal);
     hs_json_frames(&b, sym, in->signal_frames, in->nsignal_frames);
-    hs_buf_printf(&b, ",");
+    hs_buf_printf(&b, ",%s", in->stack_overflow ? " \"stack_overflow\": true," : "");
   }
   hs_buf_printf(&b, "\n  \"mode\": \"%s\",\n  \"summary\": {\n", in->mode);
   uint64_t tsb = 0, tsn = 0;

@@ -114,11 +114,22 @@ size_t hs_thread_groups(const struct hs_report_thread *t, size_t n, const int *s
 }
 
 /* Like valgrind, with stop_at_main the text ends at main: what runs below it
- * is libc's. The JSON always keeps every frame. */
+ * is libc's. A run of calls from one place (a recursion: a stack overflow's
+ * stack is all of one) is shown once, and counted. The JSON always keeps
+ * every frame. */
 void hs_text_frames(struct hs_buf *b, struct hs_symbolizer *sym, const uintptr_t *f, unsigned n, const char *prefix,
                     int stop_at_main, const char *if_empty) {
   int first = 1, below_main = 0;
   for (unsigned i = 0; i < n && !below_main; i++) {
+    if (i && f[i] == f[i - 1]) {
+      unsigned r = i;
+      while (r < n && f[r] == f[i]) r++;
+      if (r - i >= 2) {
+        hs_buf_printf(b, "%s... %u more calls from the same place\n", prefix, r - i);
+        i = r - 1;
+        continue;
+      }
+    }
     const struct hs_frame *fr;
     int k = hs_sym_lookup(sym, f[i] - 1, &fr);
     for (int j = 0; j < k; j++) {

@@ -20,6 +20,11 @@
  *   busy     four threads allocate and free without pause; prints "ready"
  *            and waits for a signal from outside (that may land in any of
  *            them, inside malloc, free or the agent)
+ *   overflow the same leaks, 70 bytes held only by main's frame, then a
+ *            recursion that overflows the stack
+ *   ownalt   the same, with an alternate signal stack of the program's
+ *            own, too small for the report (16 KiB); ownalt-segv: that
+ *            stack, and a write through a null pointer
  *   blocked  blocks SIGTERM (its only thread), prints "ready", waits up to
  *            10 s for one to be pending, prints "pending" and exits 0: a
  *            thread of the agent's own (the HTTP endpoint's) must not take
@@ -83,6 +88,12 @@ static void own_term(int sig) {
 
 static void noop(int sig) { (void)sig; }
 
+static __attribute__((noinline)) int recurse(int n) {
+  volatile char frame[200];
+  frame[0] = (char)n;
+  return recurse(n + 1) + frame[0];
+}
+
 static void usr1_faults(int sig) {
   *(volatile int *)(uintptr_t)sig = 0; /* SIGUSR1 is 10: an unmapped page */
 }
@@ -92,6 +103,9 @@ int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IONBF, 0);
   if (!strcmp(mode, "view")) {
     struct sigaction o, a;
+    stack_t alt;
+    sigaltstack(NULL, &alt);
+    printf("alternate stack: %s\n", alt.ss_flags & SS_DISABLE ? "none" : "set");
     sigaction(SIGINT, NULL, &o);
     printf("start %s flags %d\n", name(o.sa_handler), (o.sa_flags & SA_SIGINFO) != 0);
     void (*old)(int) = signal(SIGINT, noop);
@@ -143,6 +157,17 @@ int main(int argc, char **argv) {
     return 1;
   }
   leak_some();
+  if (!strncmp(mode, "ownalt", 6)) {
+    static char alt[16384];
+    stack_t ss = {.ss_sp = alt, .ss_size = sizeof alt};
+    if (sigaltstack(&ss, NULL)) return 1;
+  }
+  if (!strcmp(mode, "overflow") || !strcmp(mode, "ownalt")) {
+    void *volatile onstack = malloc(70);
+    printf("recursing\n");
+    return recurse(0) + (onstack != NULL);
+  }
+  if (!strcmp(mode, "ownalt-segv")) *(volatile int *)(uintptr_t)argc = 0;
   if (!strcmp(mode, "term")) raise(SIGTERM);
   if (!strcmp(mode, "segv")) *(volatile int *)(uintptr_t)argc = 0; /* argc is 2: an unmapped page */
   if (!strcmp(mode, "abort")) abort();
