@@ -75,17 +75,26 @@ static inline int is_ours(const struct sigaction *a) {
 
 /* A fault from a stack overflow finds no room on the stack for the
  * handler's frame: the kernel then kills the process outright, and the
- * program's deepest recursion ended with no report. So the main thread gets
- * an alternate signal stack of the agent's (256 KiB reserved, pages touched
- * only if used, a guard page below), and the handlers of SIGSEGV and SIGBUS
- * run on it. Enough for the handler up to report_final, which moves to a
- * stack of its own (agent.c); measured: tests/cli.sh, "stack overflow".
- * Other threads keep theirs: an alternate stack for each would be a mapping
- * per thread created. */
+ * program's deepest recursion ended with no report. So each thread gets an
+ * alternate signal stack of the agent's, and the handlers of SIGSEGV and
+ * SIGBUS run on it: the main thread a region of 256 KiB above a guard page,
+ * every thread the program creates a slot of 64 KiB, cut from chunks of 64
+ * (one mapping and one registered range a chunk, not one a thread). A slot
+ * belongs to a thread record (threads.c) and is reused with it. All are
+ * mapped with MAP_NORESERVE: a page costs memory only once a handler
+ * touches it. The handler needs about 15 KiB before the report moves to a
+ * stack of its own (agent.c's report_final); measured, doc/design.md. */
 #define ALT_STACK (256u << 10)
+#define ALT_SLOT (64u << 10)
+#define ALT_CHUNK_SLOTS 64
+#define ALT_MAX_CHUNKS 1024
 #define ALT_MIN_FREE (64u << 10) /* on a program's own alternate stack, the least room a report starts with */
-static uintptr_t alt_region;      /* its memory, mapped in any case */
-static uintptr_t alt_lo, alt_hi;  /* the main thread's alternate stack when it is that region, or 0 */
+static uintptr_t alt_region;     /* the main thread's */
+static HS_TLS uintptr_t my_alt;  /* this thread's region or slot, or 0 */
+static _Atomic uintptr_t alt_chunks[ALT_MAX_CHUNKS];
+static atomic_uint alt_nchunks;
+static hs_lock_t alt_lock;
+static unsigned alt_used; /* slots handed out of the last chunk */
 
 static int install(int sig, struct sigaction *old) {
   struct sigaction sa;
@@ -99,17 +108,61 @@ static int install(int sig, struct sigaction *old) {
  * below). The kernel's stack_t is glibc's. */
 int hs_sigaltstack(const stack_t *ss, stack_t *old) { return (int)syscall(SYS_sigaltstack, ss, old); }
 
+/* Is p the start of one of the agent's alternate stacks? */
+static int is_agent_alt(uintptr_t p) {
+  if (!p) return 0;
+  if (p == alt_region) return 1;
+  unsigned n = atomic_load_explicit(&alt_nchunks, memory_order_acquire);
+  for (unsigned i = 0; i < n; i++) {
+    uintptr_t c = atomic_load_explicit(&alt_chunks[i], memory_order_relaxed);
+    if (p >= c && p < c + (uintptr_t)ALT_SLOT * ALT_CHUNK_SLOTS && (p - c) % ALT_SLOT == 0) return 1;
+  }
+  return 0;
+}
+
+/* This thread's, unless the program has set one already. */
+static void alt_use(uintptr_t at, size_t size) {
+  stack_t cur;
+  if (!at || hs_sigaltstack(NULL, &cur) || !(cur.ss_flags & SS_DISABLE)) return;
+  stack_t ss = {.ss_sp = (void *)at, .ss_size = size, .ss_flags = 0};
+  if (!hs_sigaltstack(&ss, NULL)) my_alt = at;
+}
+
+uintptr_t hs_fatal_alt_slot(void) {
+  if (!hs_lock_unless_mine(&alt_lock)) return 0;
+  uintptr_t slot = 0;
+  unsigned n = atomic_load_explicit(&alt_nchunks, memory_order_relaxed);
+  if ((!n || alt_used == ALT_CHUNK_SLOTS) && n < ALT_MAX_CHUNKS) {
+    char *c = hs_mmap((size_t)ALT_SLOT * ALT_CHUNK_SLOTS);
+    if (c) {
+      atomic_store_explicit(&alt_chunks[n], (uintptr_t)c, memory_order_relaxed);
+      atomic_store_explicit(&alt_nchunks, ++n, memory_order_release);
+      alt_used = 0;
+    }
+  }
+  if (n && alt_used < ALT_CHUNK_SLOTS)
+    slot = atomic_load_explicit(&alt_chunks[n - 1], memory_order_relaxed) + (uintptr_t)ALT_SLOT * alt_used++;
+  hs_unlock(&alt_lock);
+  return slot;
+}
+
+void hs_fatal_thread_start(uintptr_t slot) { alt_use(slot, ALT_SLOT); }
+
+/* Before the record, and so the slot, can go to another thread: this one
+ * is still running its last destructors. */
+void hs_fatal_thread_exit(void) {
+  stack_t cur, off = {.ss_flags = SS_DISABLE};
+  if (my_alt && !hs_sigaltstack(NULL, &cur) && (uintptr_t)cur.ss_sp == my_alt && !(cur.ss_flags & SS_ONSTACK))
+    hs_sigaltstack(&off, NULL);
+  my_alt = 0;
+}
+
 static void alt_stack_init(void) {
   char *m = hs_mmap(ALT_STACK + 4096);
   if (!m) return;
   mprotect(m, 4096, PROT_NONE); /* a guard page */
   alt_region = (uintptr_t)m + 4096;
-  stack_t cur;
-  if (gettid() != getpid() || hs_sigaltstack(NULL, &cur) || !(cur.ss_flags & SS_DISABLE)) return;
-  stack_t ss = {.ss_sp = m + 4096, .ss_size = ALT_STACK, .ss_flags = 0};
-  if (hs_sigaltstack(&ss, NULL)) return;
-  alt_lo = (uintptr_t)ss.ss_sp;
-  alt_hi = alt_lo + ALT_STACK;
+  if (gettid() == getpid()) alt_use(alt_region, ALT_STACK);
 }
 
 /* Is there room for the report where this handler runs? Only a program's
@@ -118,8 +171,24 @@ static void alt_stack_init(void) {
 static int room_for_report(uintptr_t sp) {
   stack_t cur;
   if (hs_sigaltstack(NULL, &cur) || !(cur.ss_flags & SS_ONSTACK)) return 1;
-  if ((uintptr_t)cur.ss_sp == alt_lo && alt_lo) return 1;
+  if (is_agent_alt((uintptr_t)cur.ss_sp)) return 1;
   return sp - (uintptr_t)cur.ss_sp >= ALT_MIN_FREE;
+}
+
+/* The writable mapping that holds x (*inside), or else the first one above
+ * x, past a guard page (a mapping with no write access) that holds x. */
+static int stack_from(uintptr_t x, uintptr_t *lo, uintptr_t *end, int *inside) {
+  int w = 0;
+  if (hs_mapping_from(x, lo, end, &w)) return -1;
+  if (*lo <= x) {
+    if (w) {
+      *inside = 1;
+      return 0;
+    }
+    if (hs_mapping_from(*end, lo, end, &w)) return -1;
+  }
+  *inside = 0;
+  return w && *lo > x ? 0 : -1;
 }
 
 /* A fault near the interrupted stack pointer, where no writable memory is:
@@ -132,10 +201,10 @@ static int is_overflow(const siginfo_t *si, const ucontext_t *u) {
   const uintptr_t a = (uintptr_t)si->si_addr, sp = (uintptr_t)u->uc_mcontext.gregs[REG_RSP];
   if (a < sp ? sp - a > 65536 : a - sp > (8u << 20)) return 0;
   uintptr_t lo = 0, end = 0;
-  int w = 0;
-  if (!hs_mapping_at(a, &end, &w) && w) return 0;
-  /* and the stack is the next writable mapping above */
-  return !hs_mapping_from(a, &lo, &end, &w) && w && lo > a && (lo - a) <= (1u << 20) + 65536;
+  int inside = 0;
+  /* and the stack is the next mapping above: the main thread's at most the
+   * kernel's guard gap (1 MiB) away, a thread's right above its guard page */
+  return !stack_from(a, &lo, &end, &inside) && !inside && lo - a <= (1u << 20) + 65536;
 }
 
 /* Ends the process with sig, its default action restored and unblocked. */
@@ -160,11 +229,12 @@ static void interrupted_stack(const ucontext_t *u) {
   const uintptr_t pc = (uintptr_t)u->uc_mcontext.gregs[REG_RIP], sp = (uintptr_t)u->uc_mcontext.gregs[REG_RSP],
                   bp = (uintptr_t)u->uc_mcontext.gregs[REG_RBP];
   uintptr_t lo = 0, end = 0;
+  int inside = 0;
   unsigned max = hs_opt.max_frames > 0 && hs_opt.max_frames < HS_MAX_FRAMES ? (unsigned)hs_opt.max_frames : HS_MAX_FRAMES;
-  /* From the mapping sp is in; after a stack overflow sp may lie below
-   * it, and the walk reads only from its start up. */
-  if (!hs_mapping_from(sp, &lo, &end, NULL) && end > sp && (lo <= sp || lo - sp <= 65536))
-    hs_fatal_nframes = hs_unwind_remote_in(pc, sp, lo > sp ? lo : sp, end, bp, hs_fatal_frames, max);
+  /* After a stack overflow sp may lie below the stack, or in its guard
+   * page: the walk reads only from the stack's start up. */
+  if (!stack_from(sp, &lo, &end, &inside) && (inside || lo - sp <= 65536))
+    hs_fatal_nframes = hs_unwind_remote_in(pc, sp, inside ? sp : lo, end, bp, hs_fatal_frames, max);
 }
 
 /* The report, once the process is known to be dying of sig; frame: the
@@ -235,16 +305,17 @@ static void fatal_handler(int sig, siginfo_t *si, void *uc) {
     static ucontext_t back, run; /* static: little room here, and one thread reports */
     if (room_for_report(frame)) {
       report(sig, si, uc, refault, frame);
-    } else if (alt_region && !getcontext(&run)) {
-      /* a program's own small alternate stack: the report moves to the
-       * agent's (unused: no other thread reports) */
+    } else if (my_alt && !getcontext(&run)) {
+      /* a program's own small alternate stack: the report moves to this
+       * thread's region or slot of the agent's, which it no longer runs
+       * on (the program's replaced it) and no other thread uses */
       moved.sig = sig;
       moved.refault = refault;
       moved.si = si;
       moved.uc = uc;
       moved.frame = frame;
-      run.uc_stack.ss_sp = (void *)alt_region;
-      run.uc_stack.ss_size = ALT_STACK;
+      run.uc_stack.ss_sp = (void *)my_alt;
+      run.uc_stack.ss_size = my_alt == alt_region ? ALT_STACK : ALT_SLOT;
       run.uc_link = &back;
       makecontext(&run, report_moved, 0);
       swapcontext(&back, &run);
@@ -308,7 +379,7 @@ HS_EXPORT int sigaltstack(const stack_t *ss, stack_t *old) {
   int r = hs_sigaltstack(ss, &cur);
   if (r || !old) return r;
   *old = cur;
-  if (alt_lo && (uintptr_t)cur.ss_sp == alt_lo && !(cur.ss_flags & SS_ONSTACK)) {
+  if (is_agent_alt((uintptr_t)cur.ss_sp) && !(cur.ss_flags & SS_ONSTACK)) {
     old->ss_sp = NULL;
     old->ss_size = 0;
     old->ss_flags = SS_DISABLE;

@@ -408,6 +408,7 @@ struct hs_thread {
   char name[16];                /* at exit, for ended threads */
   int starting;                 /* created, not yet running: not reclaimable */
   uint64_t last_switches, same_since_ns; /* to tell how long it has not run */
+  uintptr_t alt_slot;           /* its alternate signal stack (fatal.c), kept with the record */
 };
 void hs_threads_init(void);
 uint64_t hs_now_ns(void); /* CLOCK_MONOTONIC */
@@ -587,6 +588,12 @@ int hs_own_process(void);
  * which answers the program's view: the agent's calls must not go there. */
 int hs_sigaction(int sig, const struct sigaction *act, struct sigaction *oact);
 int hs_sigaltstack(const stack_t *ss, stack_t *old); /* the kernel's, past the program's view (fatal.c) */
+/* A thread's alternate signal stack for the fatal handlers: a slot for a
+ * new thread record (0 when none can be had), set by the thread at start,
+ * dropped at its exit. */
+uintptr_t hs_fatal_alt_slot(void);
+void hs_fatal_thread_start(uintptr_t slot);
+void hs_fatal_thread_exit(void);
 /* Installs the handler for the fatal signals the program leaves at SIG_DFL. */
 void hs_fatal_init(void);
 /* The signal the process is dying of, while its report is written (else 0). */

@@ -98,6 +98,7 @@ static void on_thread_exit(void *arg) {
   hs_hooks_thread_exit();
   hs_depot_thread_exit();
   hs_unwind_thread_exit();
+  hs_fatal_thread_exit();
   read_comm(t->tid, t->name);
   t->final_sp = (uintptr_t)__builtin_frame_address(0);
   t->end_ns = hs_now_ns();
@@ -131,6 +132,7 @@ static struct hs_thread *take_record(void) {
     t = hs_alloc(sizeof *t);
     if (t) {
       memset(t, 0, sizeof *t);
+      t->alt_slot = hs_fatal_alt_slot();
       t->next = threads;
       threads = t;
     }
@@ -188,6 +190,7 @@ static void *thread_start(void *p) {
   }
   hs_in_agent = 0;
   register_self(sa.rec);
+  hs_fatal_thread_start(sa.rec->alt_slot);
   return run(&sa);
 }
 

@@ -12,7 +12,8 @@
  *            stack where SIGSEGV found it runs through the signal frame
  *   vfork    a vfork child dies of SIGTERM before it execs; the parent
  *            goes on, leaks and exits 0 (its report is an ordinary exit's)
- *   view     prints what sigaction and signal say about SIGINT and SIGTERM
+ *   view     prints whether it has an alternate signal stack (and a thread
+ *            of it), what sigaction and signal say about SIGINT and SIGTERM
  *            through a series of changes (one line each), then its own
  *            SIGTERM handler ends the process with exit(3)
  *   ignored  SIGINT is expected to be ignored at start (the test's shell
@@ -25,6 +26,8 @@
  *   ownalt   the same, with an alternate signal stack of the program's
  *            own, too small for the report (16 KiB); ownalt-segv: that
  *            stack, and a write through a null pointer
+ *   thread-overflow  the same leaks, then a thread (256 KiB of stack)
+ *            whose recursion overflows it; main waits in pthread_join
  *   blocked  blocks SIGTERM (its only thread), prints "ready", waits up to
  *            10 s for one to be pending, prints "pending" and exits 0: a
  *            thread of the agent's own (the HTTP endpoint's) must not take
@@ -51,6 +54,23 @@ static void *reader(void *arg) {
   int *fds = arg;
   char c;
   (void)!read(fds[0], &c, 1);
+  return NULL;
+}
+
+static int recurse(int n);
+
+static void *deep(void *arg) {
+  (void)arg;
+  void *volatile onstack = malloc(70);
+  printf("recursing\n");
+  return (void *)(intptr_t)(recurse(0) + (onstack != NULL));
+}
+
+static void *alt_view(void *arg) {
+  (void)arg;
+  stack_t alt;
+  sigaltstack(NULL, &alt);
+  printf("a thread's alternate stack: %s\n", alt.ss_flags & SS_DISABLE ? "none" : "set");
   return NULL;
 }
 
@@ -106,6 +126,9 @@ int main(int argc, char **argv) {
     stack_t alt;
     sigaltstack(NULL, &alt);
     printf("alternate stack: %s\n", alt.ss_flags & SS_DISABLE ? "none" : "set");
+    pthread_t t;
+    pthread_create(&t, NULL, alt_view, NULL);
+    pthread_join(t, NULL);
     sigaction(SIGINT, NULL, &o);
     printf("start %s flags %d\n", name(o.sa_handler), (o.sa_flags & SA_SIGINFO) != 0);
     void (*old)(int) = signal(SIGINT, noop);
@@ -168,6 +191,14 @@ int main(int argc, char **argv) {
     return recurse(0) + (onstack != NULL);
   }
   if (!strcmp(mode, "ownalt-segv")) *(volatile int *)(uintptr_t)argc = 0;
+  if (!strcmp(mode, "thread-overflow")) {
+    pthread_attr_t a;
+    pthread_t t;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, 256 << 10);
+    if (pthread_create(&t, &a, deep, NULL)) return 1;
+    pthread_join(t, NULL);
+  }
   if (!strcmp(mode, "term")) raise(SIGTERM);
   if (!strcmp(mode, "segv")) *(volatile int *)(uintptr_t)argc = 0; /* argc is 2: an unmapped page */
   if (!strcmp(mode, "abort")) abort();
