@@ -120,10 +120,12 @@ static int is_agent_alt(uintptr_t p) {
   return 0;
 }
 
-/* This thread's, unless the program has set one already. */
-static void alt_use(uintptr_t at, size_t size) {
+/* This thread's, unless the program has set one already (a new thread
+ * has none: the kernel clears it for a thread, and no program code has run
+ * in it yet). */
+static void alt_use(uintptr_t at, size_t size, int check) {
   stack_t cur;
-  if (!at || hs_sigaltstack(NULL, &cur) || !(cur.ss_flags & SS_DISABLE)) return;
+  if (!at || (check && (hs_sigaltstack(NULL, &cur) || !(cur.ss_flags & SS_DISABLE)))) return;
   stack_t ss = {.ss_sp = (void *)at, .ss_size = size, .ss_flags = 0};
   if (!hs_sigaltstack(&ss, NULL)) my_alt = at;
 }
@@ -146,14 +148,15 @@ uintptr_t hs_fatal_alt_slot(void) {
   return slot;
 }
 
-void hs_fatal_thread_start(uintptr_t slot) { alt_use(slot, ALT_SLOT); }
+void hs_fatal_thread_start(uintptr_t slot) { alt_use(slot, ALT_SLOT, 0); }
 
 /* Before the record, and so the slot, can go to another thread: this one
- * is still running its last destructors. */
+ * is still running its last destructors. One system call, no query: if
+ * the program replaced the slot with a stack of its own, that one goes, in
+ * a thread that is ending (and on it, the call fails and changes nothing). */
 void hs_fatal_thread_exit(void) {
-  stack_t cur, off = {.ss_flags = SS_DISABLE};
-  if (my_alt && !hs_sigaltstack(NULL, &cur) && (uintptr_t)cur.ss_sp == my_alt && !(cur.ss_flags & SS_ONSTACK))
-    hs_sigaltstack(&off, NULL);
+  stack_t off = {.ss_flags = SS_DISABLE};
+  if (my_alt) hs_sigaltstack(&off, NULL);
   my_alt = 0;
 }
 
@@ -162,7 +165,7 @@ static void alt_stack_init(void) {
   if (!m) return;
   mprotect(m, 4096, PROT_NONE); /* a guard page */
   alt_region = (uintptr_t)m + 4096;
-  if (gettid() == getpid()) alt_use(alt_region, ALT_STACK);
+  if (gettid() == getpid()) alt_use(alt_region, ALT_STACK, 1);
 }
 
 /* Is there room for the report where this handler runs? Only a program's
