@@ -135,7 +135,7 @@ vdef=$(sed -n 's/.*definitely lost: \([0-9,]*\) bytes.*/\1/p' "$WORK/vg" | tr -d
 expect_eq "valgrind's definitely lost" 100 "$vdef"
 line=$(grep -n 'malloc(100)' "$ROOT/tests/progs/fatal.c" | cut -d: -f1)
 segvline=$(grep -n 'strcmp(mode, "segv")' "$ROOT/tests/progs/fatal.c" | cut -d: -f1)
-for m in term:143:15 segv:139:11 abort:134:6 dfree:134:6 reraise:139:11 inhandler:139:11; do
+for m in term:143:15 segv:139:11 abort:134:6 dfree:134:6 reraise:139:11 inhandler:139:11 altreraise:139:11; do
   mode=${m%%:*} rest=${m#*:}
   st=${rest%%:*} sig=${rest#*:}
   { (ulimit -c 0; exec "$HS" run --error-exitcode=9 --report="$WORK/f.json" -- "$F" $mode >"$WORK/o" 2>"$WORK/e"); } 2>/dev/null
@@ -159,6 +159,13 @@ for m in term:143:15 segv:139:11 abort:134:6 dfree:134:6 reraise:139:11 inhandle
     "$(jq -r '[.signal_stack[].function | select(. == "usr1_faults" or . == "raise" or . == "main")] | join(" ")' "$WORK/f.json")"
 
   [ $mode != reraise ] || expect_eq "reraise: the program's crash handler ran first" "crash handler ran" "$(cat "$WORK/o")"
+  # its handler ran on its alternate stack: the walk goes on from there
+  # through the signal frame to the fault, on the thread's stack
+  if [ $mode = altreraise ]; then
+    expect_eq "altreraise: the program's crash handler ran first" "crash handler ran" "$(cat "$WORK/o")"
+    expect_eq "altreraise: the handler's raise, then the fault" "raise crash_site main" \
+      "$(jq -r '[.signal_stack[].function | select(. == "raise" or . == "crash_site" or . == "main")] | join(" ")' "$WORK/f.json")"
+  fi
 done
 end
 

@@ -1283,25 +1283,28 @@ fail:
  * walk. frames[0] is pc + 1 (pc is not a return address). Rules missing
  * from the cache are computed here, in the caller's context. */
 static unsigned remote_walk(uintptr_t pc, uintptr_t sp, uintptr_t lo, uintptr_t hi, int bp_known, uintptr_t bp,
-                            const void *copy, size_t len, uintptr_t *frames, unsigned max);
+                            const void *copy, size_t len, uintptr_t *frames, unsigned max, int may_leave);
 unsigned hs_unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t hi, int bp_known, uintptr_t bp, const void *copy,
                           size_t len, uintptr_t *frames, unsigned max) {
   unwinding_remote = 1;
-  unsigned n = remote_walk(pc, sp, sp, hi, bp_known, bp, copy, len, frames, max);
+  unsigned n = remote_walk(pc, sp, sp, hi, bp_known, bp, copy, len, frames, max, 0);
   unwinding_remote = 0;
   return n;
 }
 /* This thread's own interrupted context, whose stack is readable in [lo,
- * hi) only: after a stack overflow sp may lie below the mapping. */
+ * hi) only: after a stack overflow sp may lie below the mapping. Its
+ * memory is read in place, so the walk may go on through a signal frame
+ * into another mapping: from the program's alternate signal stack (a crash
+ * handler that re-raised, Python's faulthandler) to where the fault was. */
 unsigned hs_unwind_remote_in(uintptr_t pc, uintptr_t sp, uintptr_t lo, uintptr_t hi, uintptr_t bp, uintptr_t *frames,
                              unsigned max) {
   unwinding_remote = 1;
-  unsigned n = lo >= sp ? remote_walk(pc, sp, lo, hi, 1, bp, NULL, 0, frames, max) : 0;
+  unsigned n = lo >= sp ? remote_walk(pc, sp, lo, hi, 1, bp, NULL, 0, frames, max, 1) : 0;
   unwinding_remote = 0;
   return n;
 }
 static unsigned remote_walk(uintptr_t pc, uintptr_t sp, uintptr_t lo, uintptr_t hi, int bp_known, uintptr_t bp,
-                            const void *copy, size_t len, uintptr_t *frames, unsigned max) {
+                            const void *copy, size_t len, uintptr_t *frames, unsigned max, int may_leave) {
   if (!cache || !max || sp >= hi) return 0;
   const uintptr_t base = sp; /* copy's first byte */
   if (copy && hi - base > len) hi = base + len;
@@ -1316,11 +1319,19 @@ static unsigned remote_walk(uintptr_t pc, uintptr_t sp, uintptr_t lo, uintptr_t 
        * kernel's ucontext starts at its CFA, and holds the interrupted
        * registers (its CFI is an expression the rule cache cannot hold).
        * The walk goes on from there while that stack lies above, in the
-       * same bounds: not from an alternate signal stack into another. */
+       * same bounds, or (may_leave) in the writable mapping it is in:
+       * never from a copy of one stack into another. */
       const uintptr_t g = sp + offsetof(ucontext_t, uc_mcontext.gregs);
       if (g + 8 * (REG_RIP + 1) > hi) break;
       const uintptr_t ipc = LOAD(g + 8 * REG_RIP), isp = LOAD(g + 8 * REG_RSP);
-      if (isp <= sp || isp >= hi || !ipc) break;
+      if (!ipc) break;
+      if (isp <= sp || isp >= hi) {
+        uintptr_t end = 0;
+        int w = 0;
+        if (!may_leave || hs_mapping_at(isp, &end, &w) || !w) break;
+        lo = isp;
+        hi = end;
+      }
       bp = LOAD(g + 8 * REG_RBP);
       bp_known = 1;
       sp = isp;

@@ -28,6 +28,9 @@
  *            stack, and a write through a null pointer
  *   thread-overflow  the same leaks, then a thread (256 KiB of stack)
  *            whose recursion overflows it; main waits in pthread_join
+ *   altreraise  a crash handler of the program's own on its own alternate
+ *            stack, SA_NODEFER (as Python's faulthandler): prints, puts back SIG_DFL
+ *            and raises SIGSEGV again; the fault is in crash_site()
  *   blocked  blocks SIGTERM (its only thread), prints "ready", waits up to
  *            10 s for one to be pending, prints "pending" and exits 0: a
  *            thread of the agent's own (the HTTP endpoint's) must not take
@@ -64,6 +67,10 @@ static void *deep(void *arg) {
   void *volatile onstack = malloc(70);
   printf("recursing\n");
   return (void *)(intptr_t)(recurse(0) + (onstack != NULL));
+}
+
+static __attribute__((noinline)) void crash_site(int argc) {
+  *(volatile int *)(uintptr_t)argc = 0; /* argc is 2: an unmapped page */
 }
 
 static void *alt_view(void *arg) {
@@ -191,6 +198,16 @@ int main(int argc, char **argv) {
     return recurse(0) + (onstack != NULL);
   }
   if (!strcmp(mode, "ownalt-segv")) *(volatile int *)(uintptr_t)argc = 0;
+  if (!strcmp(mode, "altreraise")) {
+    static char alt[16384];
+    stack_t ss = {.ss_sp = alt, .ss_size = sizeof alt};
+    struct sigaction a;
+    memset(&a, 0, sizeof a);
+    a.sa_handler = crash_handler;
+    a.sa_flags = SA_ONSTACK | SA_NODEFER; /* as faulthandler: its raise lands at once */
+    if (sigaltstack(&ss, NULL) || sigaction(SIGSEGV, &a, NULL)) return 1;
+    crash_site(argc);
+  }
   if (!strcmp(mode, "thread-overflow")) {
     pthread_attr_t a;
     pthread_t t;
