@@ -79,7 +79,9 @@ static inline int is_ours(const struct sigaction *a) {
  * alternate signal stack of the agent's, and the handlers of SIGSEGV and
  * SIGBUS run on it: the main thread a region of 256 KiB above a guard page,
  * every thread the program creates a slot of 64 KiB, cut from chunks of 64
- * (one mapping and one registered range a chunk, not one a thread). A slot
+ * above a guard page (one registered range and two mappings a chunk, not
+ * one or two a thread: a program near the kernel's limit of mappings, with
+ * two a thread stack, must not reach it sooner). A slot
  * belongs to a thread record (threads.c) and is reused with it. All are
  * mapped with MAP_NORESERVE: a page costs memory only once a handler
  * touches it. The handler needs about 15 KiB before the report moves to a
@@ -135,8 +137,14 @@ uintptr_t hs_fatal_alt_slot(void) {
   uintptr_t slot = 0;
   unsigned n = atomic_load_explicit(&alt_nchunks, memory_order_relaxed);
   if ((!n || alt_used == ALT_CHUNK_SLOTS) && n < ALT_MAX_CHUNKS) {
-    char *c = hs_mmap((size_t)ALT_SLOT * ALT_CHUNK_SLOTS);
+    /* A guard page below: a handler of the program's that sets SA_ONSTACK
+     * without an alternate stack of its own now runs on a slot, and one
+     * that needs more than 64 KiB must not run into a mapping beyond the
+     * chunk (into the next slot down it only meets the agent's memory). */
+    char *c = hs_mmap((size_t)ALT_SLOT * ALT_CHUNK_SLOTS + 4096);
     if (c) {
+      mprotect(c, 4096, PROT_NONE);
+      c += 4096;
       atomic_store_explicit(&alt_chunks[n], (uintptr_t)c, memory_order_relaxed);
       atomic_store_explicit(&alt_nchunks, ++n, memory_order_release);
       alt_used = 0;
