@@ -182,6 +182,7 @@ vreach=$(sed -n 's/.*still reachable: \([0-9,]*\) bytes.*/\1/p' "$WORK/vg" | tr 
 expect_eq "valgrind: a stack overflow" 1 "$(grep -c -m1 'Stack overflow in thread' "$WORK/vg")"
 expect_eq "valgrind's still reachable (with the block main's frame holds)" 120 "$vreach"
 for mode in overflow ownalt ownalt-segv thread-overflow; do
+  rm -f "$WORK/so.json"
   { (ulimit -c 0; exec "$HS" run --report="$WORK/so.json" -- "$F" $mode >"$WORK/o" 2>"$WORK/e"); } 2>/dev/null
   rc=$?
   expect_eq "$mode: status" 139 "$rc"
