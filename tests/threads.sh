@@ -64,6 +64,18 @@ expect_eq "status and output" "0 churned" "$? $(cat "$WORK/o")"
 expect_eq "no threads" "[]" "$(jq -c .threads "$WORK/c.json")"
 end
 
+begin "threads created just before the exit, not yet begun: every one reported"
+# On one CPU the 20 new threads wait for main, which returns at once: the
+# report used to list those that had reached their start routine (1 or 2).
+for r in 1 2 3; do
+  T=60 with_timeout "$HS" run --report="$WORK/q.json" -- "$B" early >"$WORK/o" 2>"$WORK/e"
+  expect_eq "run $r: status and output" "0 created 20" "$? $(cat "$WORK/o")"
+  expect_eq "run $r: 20 threads, blocked in read" "20 pipe_reader blocked" \
+    "$(jq -r '"\([.threads[].count // 1] | add) \([.threads[].start_routine] | unique | join(",")) \([.threads[].state] | unique | join(","))"' "$WORK/q.json")"
+  expect_match "run $r: the summary" "THREAD SUMMARY: 20 still running at exit" "$(cat "$WORK/e")"
+done
+end
+
 begin "heapscope_threads_mark/check, with and without the agent"
 expect_eq "without the agent" "clean=-1 leaky=-1 released=-1" "$("$B" api 2>/dev/null | tr '\n' ' ' | sed 's/ $//')"
 out=$("$HS" run -- "$B" api 2>"$WORK/e")

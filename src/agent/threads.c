@@ -598,8 +598,32 @@ static uint64_t switches(pid_t tid) {
   return s;
 }
 
+/* Threads created just before the exit (or the check) may not have begun:
+ * created, but not yet at register_self, they have no tid and were left out
+ * of the report, the leaked threads of a program that starts workers and
+ * returns from main at once. They are given up to 100 ms to begin; only
+ * those that were starting at the first look are waited for. */
+static void wait_for_starting(uint64_t since_seq) {
+  uint64_t upto = 0;
+  for (int i = 0; i < 100; i++) {
+    int any = 0;
+    hs_lock(&threads_lock);
+    for (struct hs_thread *t = threads; t; t = t->next)
+      if (t->starting && t->seq > since_seq && (!i || t->seq <= upto)) {
+        any = 1;
+        if (!i && t->seq > upto) upto = t->seq;
+        else if (i) break;
+      }
+    hs_unlock(&threads_lock);
+    if (!any) return;
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+}
+
 static size_t hs_threads_snapshot_cancel_off(struct hs_report_thread **out, int include_main, uint64_t since_seq) {
   *out = NULL;
+  if (!include_main) wait_for_starting(since_seq);
   int saved = hs_in_agent;
   hs_in_agent = 1;
   hs_lock(&dump_lock);

@@ -4,9 +4,13 @@
  *          sleep; a joinable thread that ended and was never joined; detached
  *          threads that finish (not leaks). Exits with all of that going on.
  *   churn  10,000 short-lived threads, each joined: nothing to report.
- *   api    heapscope_threads_mark/check around a clean and a leaky section. */
+ *   api    heapscope_threads_mark/check around a clean and a leaky section.
+ *   early  on one CPU, 20 threads that block on a pipe read, created in a
+ *          row, and main returns at once: most have not begun when the
+ *          exit report starts. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +108,17 @@ static void api(void) {
   printf("released=%d\n", heapscope_threads_check(mark, 1000, report, sizeof report));
 }
 
+static void early_exit(void) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  sched_setaffinity(0, sizeof one, &one); /* the new threads inherit it */
+  if (pipe(pipefd)) exit(1);
+  pthread_t t;
+  for (int i = 0; i < 20; i++) pthread_create(&t, NULL, pipe_reader, NULL);
+  printf("created 20\n");
+}
+
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "stuck";
   if (!strcmp(mode, "stuck")) stuck();
@@ -114,5 +129,6 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(mode, "churn")) churn();
   if (!strcmp(mode, "api")) api();
+  if (!strcmp(mode, "early")) early_exit();
   return 0;
 }
