@@ -70,8 +70,9 @@ begin "threads created just before the exit, not yet begun: every one reported"
 for r in 1 2 3; do
   T=60 with_timeout "$HS" run --report="$WORK/q.json" -- "$B" early >"$WORK/o" 2>"$WORK/e"
   expect_eq "run $r: status and output" "0 created 20" "$? $(cat "$WORK/o")"
-  expect_eq "run $r: 20 threads, blocked in read" "20 pipe_reader blocked" \
-    "$(jq -r '"\([.threads[].count // 1] | add) \([.threads[].start_routine] | unique | join(",")) \([.threads[].state] | unique | join(","))"' "$WORK/q.json")"
+  # (the last may still be on its way to read: its state is not checked)
+  expect_eq "run $r: 20 threads" "20 pipe_reader" \
+    "$(jq -r '"\([.threads[].count // 1] | add) \([.threads[].start_routine] | unique | join(","))"' "$WORK/q.json")"
   expect_match "run $r: the summary" "THREAD SUMMARY: 20 still running at exit" "$(cat "$WORK/e")"
 done
 end
