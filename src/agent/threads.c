@@ -604,18 +604,15 @@ static uint64_t switches(pid_t tid) {
  * returns from main at once. They are given up to 100 ms to begin; only
  * those that were starting at the first look are waited for. */
 static void wait_for_starting(uint64_t since_seq) {
-  uint64_t upto = 0;
+  uint64_t upto = UINT64_MAX;
   for (int i = 0; i < 100; i++) {
-    int any = 0;
+    uint64_t newest = 0; /* the newest still starting, up to upto */
     hs_lock(&threads_lock);
     for (struct hs_thread *t = threads; t; t = t->next)
-      if (t->starting && t->seq > since_seq && (!i || t->seq <= upto)) {
-        any = 1;
-        if (!i && t->seq > upto) upto = t->seq;
-        else if (i) break;
-      }
+      if (t->starting && t->seq > since_seq && t->seq <= upto && t->seq > newest) newest = t->seq;
     hs_unlock(&threads_lock);
-    if (!any) return;
+    if (!newest) return;
+    if (upto == UINT64_MAX) upto = newest;
     struct timespec ms = {0, 1000000};
     nanosleep(&ms, NULL);
   }
