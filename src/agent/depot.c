@@ -42,26 +42,28 @@ static atomic_uint count; /* ids handed out; id 0 is "no stack" */
 static hs_lock_t lock;
 static atomic_int ready;
 
-/* Four independent lanes: a deep stack's hash is not one long chain of
- * dependent multiplies. */
+/* A polynomial in the frames, each weighted by a power of an odd constant
+ * that depends on its distance from the stack's outer end: the products are
+ * independent of one another, so a deep stack hashes at the multiplier's
+ * throughput, not its latency (a chain of mix steps spent ~20 cycles a
+ * frame waiting). The sum alone keeps low bits from low bits only; the
+ * final fold brings the high half down before the last multiply. */
+static uint64_t pw[HS_MAX_FRAMES]; /* pw[d] = K^(d+1), set by init() */
+
 static inline uint32_t hash_frames(const uintptr_t *f, unsigned n, unsigned st) {
-  uint64_t h[4] = {0x9E3779B97F4A7C15ull ^ n, 0xC2B2AE3D27D4EB4Full, 0x165667B19E3779F9ull, 0x27D4EB2F165667C5ull};
+  uint64_t a = 0, b = 0; /* two sums: the adds' chain is half as long */
+  const uint64_t *p = &pw[n - 1]; /* the innermost frame is the farthest from the end */
   unsigned i = 0;
-  for (; i + 4 <= n; i += 4)
-    for (unsigned l = 0; l < 4; l++) {
-      h[l] ^= f[(i + l) * st];
-      h[l] *= 0xff51afd7ed558ccdull;
-      h[l] ^= h[l] >> 32;
-    }
-  for (; i < n; i++) {
-    h[0] ^= f[i * st];
-    h[0] *= 0xff51afd7ed558ccdull;
-    h[0] ^= h[0] >> 32;
+  for (; i + 2 <= n; i += 2) {
+    a += f[i * st] * p[-(int)i];
+    b += f[(i + 1) * st] * p[-(int)i - 1];
   }
-  uint64_t x = h[0] ^ (h[1] * 0x9E3779B97F4A7C15ull) ^ (h[2] * 0xC2B2AE3D27D4EB4Full) ^ (h[3] * 0x165667B19E3779F9ull);
-  x ^= x >> 29;
+  if (i < n) a += f[i * st] * p[-(int)i];
+  uint64_t x = a + b + n * 0x9E3779B97F4A7C15ull;
+  x ^= x >> 32;
   x *= 0xbf58476d1ce4e5b9ull;
-  return (uint32_t)(x ^ (x >> 32));
+  x ^= x >> 29;
+  return (uint32_t)x;
 }
 
 #define TAG(h) ((uintptr_t)((h) >> 16) << 48)
@@ -105,8 +107,11 @@ static HS_TLS struct entry *last_put;
 static int init(void) {
   if (atomic_load_explicit(&ready, memory_order_acquire)) return 1;
   if (!hs_lock_unless_mine(&lock)) return 0;
-  if (!atomic_load_explicit(&index_now, memory_order_relaxed))
+  if (!atomic_load_explicit(&index_now, memory_order_relaxed)) {
+    uint64_t k = 1;
+    for (unsigned d = 0; d < HS_MAX_FRAMES; d++) pw[d] = k *= 0xff51afd7ed558ccdull;
     atomic_store_explicit(&index_now, index_new(INDEX_MIN_BITS), memory_order_release);
+  }
   int ok = atomic_load_explicit(&index_now, memory_order_relaxed) != NULL;
   if (ok) atomic_store_explicit(&ready, 1, memory_order_release);
   hs_unlock(&lock);
@@ -115,7 +120,7 @@ static int init(void) {
 
 /* Frame i is frames[i * st]: the unwinder's walks keep them in their steps. */
 static inline uint32_t depot_put(const uintptr_t *frames, unsigned n, unsigned st) {
-  if (!n || !init()) return HS_STACK_NONE;
+  if (!n || n > HS_MAX_FRAMES || !init()) return HS_STACK_NONE;
   uint32_t h = hash_frames(frames, n, st);
   struct entry *e = index_find(atomic_load_explicit(&index_now, memory_order_acquire), h, frames, n, st);
   if (e) {
