@@ -48,18 +48,22 @@ static atomic_int ready;
  * throughput, not its latency (a chain of mix steps spent ~20 cycles a
  * frame waiting). The sum alone keeps low bits from low bits only; the
  * final fold brings the high half down before the last multiply. */
-static uint64_t pw[HS_MAX_FRAMES]; /* pw[d] = K^(d+1), set by init() */
+uint64_t hs_depot_pw[HS_MAX_FRAMES]; /* [d] = K^(d+1), set by init() */
 
-static inline uint32_t hash_frames(const uintptr_t *f, unsigned n, unsigned st) {
+static inline uint64_t sum_frames(const uintptr_t *f, unsigned n, unsigned st) {
   uint64_t a = 0, b = 0; /* two sums: the adds' chain is half as long */
-  const uint64_t *p = &pw[n - 1]; /* the innermost frame is the farthest from the end */
+  const uint64_t *p = &hs_depot_pw[n - 1]; /* the innermost frame is the farthest from the end */
   unsigned i = 0;
   for (; i + 2 <= n; i += 2) {
     a += f[i * st] * p[-(int)i];
     b += f[(i + 1) * st] * p[-(int)i - 1];
   }
   if (i < n) a += f[i * st] * p[-(int)i];
-  uint64_t x = a + b + n * 0x9E3779B97F4A7C15ull;
+  return a + b;
+}
+
+static inline uint32_t hash_of_sum(uint64_t sum, unsigned n) {
+  uint64_t x = sum + n * 0x9E3779B97F4A7C15ull;
   x ^= x >> 32;
   x *= 0xbf58476d1ce4e5b9ull;
   x ^= x >> 29;
@@ -109,7 +113,7 @@ static int init(void) {
   if (!hs_lock_unless_mine(&lock)) return 0;
   if (!atomic_load_explicit(&index_now, memory_order_relaxed)) {
     uint64_t k = 1;
-    for (unsigned d = 0; d < HS_MAX_FRAMES; d++) pw[d] = k *= 0xff51afd7ed558ccdull;
+    for (unsigned d = 0; d < HS_MAX_FRAMES; d++) hs_depot_pw[d] = k *= 0xff51afd7ed558ccdull;
     atomic_store_explicit(&index_now, index_new(INDEX_MIN_BITS), memory_order_release);
   }
   int ok = atomic_load_explicit(&index_now, memory_order_relaxed) != NULL;
@@ -119,9 +123,10 @@ static int init(void) {
 }
 
 /* Frame i is frames[i * st]: the unwinder's walks keep them in their steps. */
-static inline uint32_t depot_put(const uintptr_t *frames, unsigned n, unsigned st) {
+static inline uint32_t depot_put(const uintptr_t *frames, unsigned n, unsigned st, int known, uint64_t *sum) {
   if (!n || n > HS_MAX_FRAMES || !init()) return HS_STACK_NONE;
-  uint32_t h = hash_frames(frames, n, st);
+  if (!known) *sum = sum_frames(frames, n, st);
+  uint32_t h = hash_of_sum(*sum, n);
   struct entry *e = index_find(atomic_load_explicit(&index_now, memory_order_acquire), h, frames, n, st);
   if (e) {
     last_put = e;
@@ -182,8 +187,21 @@ static inline uint32_t depot_put(const uintptr_t *frames, unsigned n, unsigned s
   return id;
 }
 
-uint32_t hs_depot_put(const uintptr_t *frames, unsigned n) { return depot_put(frames, n, 1); }
-uint32_t hs_depot_put_strided(const uintptr_t *frames, unsigned n, unsigned st) { return depot_put(frames, n, st); }
+uint32_t hs_depot_put(const uintptr_t *frames, unsigned n) {
+  uint64_t sum;
+  return depot_put(frames, n, 1, 0, &sum);
+}
+uint32_t hs_depot_put_sum(const uintptr_t *frames, unsigned n, unsigned st, int known, uint64_t *sum) {
+  return depot_put(frames, n, st, known, sum);
+}
+
+/* Where a lookup of the stack with this sum will begin: a capture that can
+ * tell its stack's sum before it has finished (it is meeting a recent walk
+ * whose sum it knows) has the index line on its way meanwhile. */
+void hs_depot_prefetch(uint64_t sum, unsigned n) {
+  struct index *x = atomic_load_explicit(&index_now, memory_order_acquire);
+  if (x) __builtin_prefetch((const void *)&x->slot[hash_of_sum(sum, n) & x->mask]);
+}
 
 static struct entry *entry_of(uint32_t id) {
   if (id == HS_STACK_NONE || id > atomic_load_explicit(&count, memory_order_acquire)) return NULL;

@@ -217,8 +217,13 @@ static inline void hs_cancel_restore(int old) { pthread_setcancelstate(old, NULL
 /* Returns the id of the stack (frames[0] = leaf return address); 0 when
  * n == 0 or the depot is full. */
 uint32_t hs_depot_put(const uintptr_t *frames, unsigned n);
-/* The same, for frames i * st words apart (the unwinder's steps). */
-uint32_t hs_depot_put_strided(const uintptr_t *frames, unsigned n, unsigned st);
+/* The same, frame i at frames[i * st]. A stack's hash comes from its sum,
+ * the frames weighted by powers of hs_depot_pw by their distance from the
+ * outermost frame: sum = Σ frames[i] * hs_depot_pw[n - 1 - i] (mod 2^64).
+ * With known, *sum is the caller's; else it is computed and stored there. */
+uint32_t hs_depot_put_sum(const uintptr_t *frames, unsigned n, unsigned st, int known, uint64_t *sum);
+extern uint64_t hs_depot_pw[]; /* valid once a stack is in the depot */
+void hs_depot_prefetch(uint64_t sum, unsigned n);
 /* Frames of a stack; *n receives the count. NULL for an unknown id. */
 const uintptr_t *hs_depot_get(uint32_t id, unsigned *n);
 uint32_t hs_depot_count(void);

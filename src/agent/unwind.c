@@ -462,6 +462,7 @@ struct walk {
   unsigned first_out; /* its first step outside the agent */
   int cont;           /* cut at max frames: may be continued */
   uint32_t id;        /* depot id of its frames */
+  uint64_t sum;       /* and their depot sum (hs_depot_put_sum), with id */
   uintptr_t sp0, bp0x; /* rsp and rbp (XOR BP_MASK) at the capture that walked it */
   struct steps s;
 };
@@ -1091,10 +1092,12 @@ static inline int walk_still(const struct walk *w, uintptr_t bp, uintptr_t hi) {
  * stands); otherwise this walk, kept in the place of the least recently
  * used one (the caller sets its id). Either way the frames are the return
  * addresses of its steps from first_out on. */
-static __attribute__((noinline)) int cached_unwind(int *same, unsigned max, struct walk **res) {
+static __attribute__((noinline)) int cached_unwind(int *same, unsigned max, struct walk **res, uint64_t *sum,
+                                                   int *sum_known) {
   uintptr_t pc, sp, bp;
   __asm__ volatile("mov %%rbp, %2\n\tlea 0(%%rip), %0\n\tmov %%rsp, %1" : "=&r"(pc), "=&r"(sp), "=&r"(bp));
   *same = 0;
+  *sum_known = 0;
   if (HS_UNLIKELY(!stack_hi) && stack_bounds()) return -1;
   if (sp < stack_lo || sp >= stack_hi) return -1;
   const uintptr_t hi = stack_hi;
@@ -1191,6 +1194,27 @@ static __attribute__((noinline)) int cached_unwind(int *same, unsigned max, stru
             break;
           }
     }
+    /* If this walk ends as w does, its frames are its own so far and w's
+     * after step j, each as far from the outer end as in w: its depot sum
+     * is its own frames' part plus w's sum less w's part up to j. Known
+     * now, it starts the depot's index line on its way while the rest is
+     * verified and copied (that line missed in most of cc1's lookups). */
+    uint64_t spec = 0;
+    unsigned spec_n = 0;
+    if (!prefix_same && !in_agent && w->id && !w->cont && j >= w->first_out) {
+      const unsigned wj = j - w->first_out; /* step j's frame in w */
+      const unsigned n_all = out + (w->nout - 1 - wj);
+      if (n_all <= max) {
+        const struct steps *cur = merged ? &dst->s : fresh;
+        const uint64_t *pw = hs_depot_pw;
+        uint64_t own = 0, wpre = 0;
+        for (unsigned o = 0; o < out; o++) own += cur->s[(unsigned)first_out + o].ra * pw[n_all - 1 - o];
+        for (unsigned o = 0; o <= wj; o++) wpre += w->s.s[w->first_out + o].ra * pw[w->nout - 1 - o];
+        spec = own + (w->sum - wpre);
+        spec_n = n_all;
+        hs_depot_prefetch(spec, spec_n);
+      }
+    }
     /* Verify its later steps where they are: each return address slot,
      * and for a step whose CFA comes from rbp, the rbp it uses. s0 is the
      * first step from here that yields a frame. */
@@ -1212,6 +1236,10 @@ static __attribute__((noinline)) int cached_unwind(int *same, unsigned max, stru
       bp = rbp_for(w, (int)j, k, bp_match, hi); /* as the last verified step left it */
     }
     int done = ended || cont || (k == w->nsteps && !w->cont);
+    if (done && !cont && spec_n && out == spec_n) {
+      *sum = spec;
+      *sum_known = 1;
+    }
     if (done && prefix_same && out && out == w->nout) {
       /* The very frames of that walk: nothing to copy, nothing to hash. */
       if (merged) {
@@ -1443,11 +1471,12 @@ uint32_t hs_stack_capture(unsigned max) {
   if (!hs_fast_unwind || !cache || HS_UNLIKELY(walk_busy) || (HS_UNLIKELY(!u) && (us_deferred() || !(u = us_take()))))
     return hs_depot_put(frames, hs_unwind(frames, max));
   walk_busy = 1;
-  int same;
+  int same, known;
   struct walk *w = NULL;
-  int n = cached_unwind(&same, max, &w);
+  uint64_t sum = 0;
+  int n = cached_unwind(&same, max, &w, &sum, &known);
   if (HS_UNLIKELY(n < 0)) {
-    same = 0;
+    same = known = 0;
     w = NULL;
     n = (int)hs_unwind(frames, max);
   }
@@ -1461,9 +1490,16 @@ uint32_t hs_stack_capture(unsigned max) {
     if (w && us && us->met) atomic_fetch_add(&verified_met, 1);
     for (unsigned o = 0; f != frames && o < (unsigned)n; o++) frames[o] = f[o * stride];
     verify(frames, (unsigned)n, max, same && prev_id, prev_id);
+    uint64_t want;
+    if (known && n && hs_depot_put_sum(frames, (unsigned)n, 1, 0, &want) && want != sum &&
+        atomic_fetch_add(&mismatches, 1) < 10)
+      hs_warn("unwind cache mismatch: the depot sum a walk foresaw is not its frames' sum");
   }
-  uint32_t id = prev_id ? prev_id : hs_depot_put_strided(f, (unsigned)n, stride);
-  if (w) w->id = id;
+  uint32_t id = prev_id ? prev_id : hs_depot_put_sum(f, (unsigned)n, stride, known, &sum);
+  if (w && !prev_id) {
+    w->id = id;
+    w->sum = sum;
+  }
   walk_busy = 0;
   return id;
 }
