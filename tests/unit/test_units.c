@@ -293,9 +293,16 @@ static void test_depot(void **st) {
   /* frames read i * 2 words apart (the unwinder's steps) name the same
    * stacks, and a new one is stored contiguous */
   uintptr_t sa[6] = {1, 91, 2, 92, 3, 93}, sc[6] = {7, 0, 8, 0, 9, 0};
-  assert_int_equal(hs_depot_put_strided(sa, 3, 2), ia);
-  assert_int_equal(hs_depot_put_strided(sa, 2, 2), hs_depot_put(a, 2));
-  uint32_t ic = hs_depot_put_strided(sc, 3, 2);
+  uint64_t sum, sum2;
+  assert_int_equal(hs_depot_put_sum(sa, 3, 2, 0, &sum), ia);
+  assert_int_equal(hs_depot_put_sum(sa, 2, 2, 0, &sum2), hs_depot_put(a, 2));
+  /* the sum is the documented polynomial: frames weighted by distance
+   * from the outer end, so a shared outer part has the same terms */
+  assert_true(sum == 1 * hs_depot_pw[2] + 2 * hs_depot_pw[1] + 3 * hs_depot_pw[0]);
+  assert_true(sum2 == 1 * hs_depot_pw[1] + 2 * hs_depot_pw[0]);
+  uint64_t known = sum;
+  assert_int_equal(hs_depot_put_sum(a, 3, 1, 1, &known), ia); /* a sum given finds the stack */
+  uint32_t ic = hs_depot_put_sum(sc, 3, 2, 0, &sum);
   assert_int_not_equal(ic, ia);
   f = hs_depot_get(ic, &n);
   assert_int_equal(n, 3);
