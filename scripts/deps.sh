@@ -7,7 +7,7 @@ set -e
 BUILD="gcc g++ make pkg-config libunwind-dev libdw-dev libelf-dev zlib1g-dev \
 libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev libcurl4-openssl-dev \
 libcmocka-dev"
-TEST="valgrind sqlite3 python3 git golang-go libclang-rt-14-dev clang jq curl wrk"
+TEST="valgrind sqlite3 python3 git golang-go libclang-rt-14-dev clang jq curl wrk elfutils"
 BENCH="hyperfine heaptrack libjemalloc2 clang time"
 
 want="$BUILD"

@@ -22,6 +22,10 @@ for suite in tests/unit.sh tests/corpus.sh tests/cli.sh tests/programs.sh tests/
   total_fail=$((total_fail + f))
   rm -f "$out"
 done
+if [ -s "$WORK/hangs.log" ]; then
+  echo "== runs that reached their timeout (tests/lib/common.sh, with_timeout):"
+  cat "$WORK/hangs.log"
+fi
 rm -rf "$WORK"
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" = 0 ]
