@@ -1,6 +1,6 @@
 #!/bin/bash
 # make bench: heapscope beside the program alone, heaptrack and valgrind
-# memcheck, in one run (hyperfine), on a malloc/free microbenchmark and on
+# memcheck, in one run (interleaved rounds; hyperfine for memcheck), on a malloc/free microbenchmark and on
 # real programs. Prints a markdown table and writes bench/results.md.
 # Timings on a shared 2-core machine are noisy: compare within one run.
 set -eu
@@ -61,12 +61,15 @@ for i in "${!NAMES[@]}"; do
   vruns=$RUNS
   case "$name" in sqlite3*|python3*|cc1*) vruns=1 ;; esac
   JE=$(ls /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 2>/dev/null || true)
-  hyperfine -N --prepare "$prep" -w 1 -r "$RUNS" --export-json $B/h.json \
-    -n alone "$cmd" \
-    -n heapscope "$HS run --leak-check=summary -- $cmd" \
-    -n "heapscope (libunwind only)" "env HEAPSCOPE_OPTIONS=fast_unwind=0 $HS run --leak-check=summary -- $cmd" \
-    -n heaptrack "heaptrack -o $PWD/$B/ht $cmd" \
-    >/dev/null 2>&1 || true
+  # Full tracking in interleaved rounds too: hyperfine ran each command's
+  # runs back to back, minutes apart from the others', and a slow phase of
+  # this VM in between made heapscope's cc1 cost 582 ns in one run, above
+  # libunwind's 431, where every interleaved measurement has it well below.
+  python3 bench/interleave.py "$RUNS" $B/h.json --prepare "$prep" \
+    "alone=$cmd" \
+    "heapscope=$HS run --leak-check=summary -- $cmd" \
+    "heapscope (libunwind only)=env HEAPSCOPE_OPTIONS=fast_unwind=0 $HS run --leak-check=summary -- $cmd" \
+    "heaptrack=heaptrack -o $PWD/$B/ht $cmd" || true
   # Sampling costs a few percent: more runs, interleaved (bench/interleave.py),
   # CPU time beside wall time; the microbenchmarks take 0.1-0.4 s a run, so
   # they get three times the rounds.
@@ -89,7 +92,11 @@ def load(f, key):
         return {r["command"]: key(r) for r in json.load(open(f))["results"]}
     except Exception:
         return {}
-t = load(sys.argv[3], lambda r: r["median"])
+try:
+    hj = json.load(open(sys.argv[3]))
+except Exception:
+    hj = {}
+t = {k: v["wall_median"] for k, v in hj.items()}
 t.update(load(sys.argv[4], lambda r: r["median"]))
 try:
     sj = json.load(open(sys.argv[5]))
@@ -115,6 +122,13 @@ row += [sw.get(k, float("nan")) for k in ks]
 row += [sc.get(k, float("nan")) for k in ks]
 row += [sm.get(k, float("nan")) for k in ks]
 row += [sr["heapscope"], sr["heapscope cpu"], sr["empty"], sr["jemalloc prof"], sr["rounds"]]
+def fpaired(k):  # full tracking: median over rounds of k / alone in the same round
+    try:
+        return statistics.median(a / b for a, b in zip(hj[k]["wall_runs"], hj["alone"]["wall_runs"]))
+    except Exception:
+        return float("nan")
+row += [fpaired(k) for k in ["heapscope", "heapscope (libunwind only)", "heaptrack"]]
+row += [len(hj.get("alone", {}).get("wall_runs", []))]
 print("\t".join([name, str(allocs)] + [f"{x:.4f}" for x in row]))
 PY
 done
@@ -163,16 +177,21 @@ python3 - "$results" "$m_alone" "$m_hs" $B/x.json $B/t.json $B/ct.txt $B/mt.json
 import json, sys, datetime
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 print(f"# heapscope benchmark ({datetime.date.today()}, `make bench`)\n")
-print("Median wall time of a run (hyperfine); added ns per allocation = (tool - alone) / allocations.\n")
-print("Full tracking (every allocation, complete stacks):\n")
-print("| workload | allocations | alone | heapscope | ns/alloc | libunwind only | ns/alloc | heaptrack | ns/alloc | memcheck | slowdown |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("Full tracking (every allocation, complete stacks), in interleaved rounds (bench/interleave.py: the "
+      "program alone, heapscope, heapscope with libunwind only and heaptrack once a round, after a round "
+      "that warms up). Times are medians of a run's wall time; the ratio is the median over the rounds of "
+      "each round's tool / alone, and added ns per allocation = (ratio - 1) x alone / allocations, so a "
+      "slow phase of the VM that spans a round cancels out. memcheck: hyperfine, one run on the real "
+      "programs.\n")
+print("| workload | allocations | rounds | alone | heapscope | ns/alloc | libunwind only | ns/alloc | heaptrack | ns/alloc | memcheck | slowdown |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     name, n = r[0], int(r[1])
     a, h, hl, ht, vg = map(float, r[2:7])
-    ns = lambda x: f"{(x - a) / n * 1e9:.0f}" if n else "-"
-    print(f"| {name} | {n:,} | {a:.3f} s | {h:.3f} s ({h/a:.2f}x) | {ns(h)} | {hl:.3f} s | {ns(hl)} | "
-          f"{ht:.3f} s ({ht/a:.2f}x) | {ns(ht)} | {vg:.2f} s | {vg/a:.0f}x |")
+    q, ql, qt, rounds = map(float, r[27:31])
+    ns = lambda q: f"{(q - 1) * a / n * 1e9:.0f}" if n else "-"
+    print(f"| {name} | {n:,} | {rounds:.0f} | {a:.3f} s | {h:.3f} s ({q:.2f}x) | {ns(q)} | {hl:.3f} s | {ns(ql)} | "
+          f"{ht:.3f} s ({qt:.2f}x) | {ns(qt)} | {vg:.2f} s | {vg/a:.0f}x |")
 print("\nSampling (mean 512 KiB between samples), beside jemalloc's own sampling profiler "
       "(prof:true,lg_prof_sample:19, against jemalloc without prof), in interleaved rounds "
       "(bench/interleave.py; every command once a round). \"Added\" is the median over the rounds of "

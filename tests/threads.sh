@@ -198,6 +198,23 @@ runs_ok 2 3 done "--leak-check=no" -- "$WORK/dumprace" 40
 runs_ok 2 3 done "--leak-check=no --mode=sample" -- "$WORK/dumprace" 40
 end
 
+# A thread dump, a library unloaded and another loaded at its address, a
+# second dump (tests/progs/dumpswap.c): the symbolizer kept between dumps is
+# refreshed, not trusted, when libraries came or went.
+begin "thread dumps across dlclose and dlopen name the library loaded now"
+gcc -O1 -g -shared -fPIC -DLIB=a -o "$WORK/libdumpswap_a.so" "$ROOT/tests/progs/dumpswap.c"
+gcc -O1 -g -shared -fPIC -DLIB=b -o "$WORK/libdumpswap_b.so" "$ROOT/tests/progs/dumpswap.c"
+gcc -O1 -g -pthread -o "$WORK/dumpswap" "$ROOT/tests/progs/dumpswap.c" -ldl
+out=$(T=60 with_timeout "$HS" run --leak-check=no -- "$WORK/dumpswap" "$WORK/libdumpswap_a.so" "$WORK/libdumpswap_b.so" 2>/dev/null)
+expect_eq "exit status" 0 "$?"
+first=$(printf '%s\n' "$out" | sed -n '/^dump 1:/,/^dump 2:/p')
+second=$(printf '%s\n' "$out" | sed -n '/^dump 2:/,$p')
+expect_match "first dump: library a's function" 'blocked_in_lib_a .*dumpswap.c:2[0-9]' "$first"
+expect_match "second dump: library b's function" 'blocked_in_lib_b .*dumpswap.c:2[0-9]' "$second"
+expect_eq "second dump: nothing of library a" "" "$(printf '%s\n' "$second" | grep blocked_in_lib_a)"
+expect_match "both libraries at one address (else this proves less)" '^same address$' "$out"
+end
+
 # Threads cancelled while the agent reads a new library's unwind tables
 # (tests/progs/cancel.c): the agent's work runs with cancellation off.
 begin "threads cancelled inside the agent's work: no lock is left held"

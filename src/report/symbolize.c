@@ -67,6 +67,8 @@ struct sym_answer {
 };
 struct sym_index {
   Dwfl_Module *m;
+  char *name;              /* m's name and place: after a refresh, a module at the */
+  Dwarf_Addr lo, hi;       /* same address is m only if these are still its own */
   unsigned asked;          /* lookups before the index is built */
   uintptr_t *b;            /* sorted boundaries */
   size_t nb;
@@ -155,8 +157,8 @@ static const Dwfl_Callbacks callbacks = {
     .find_debuginfo = find_debuginfo,
 };
 
-/* The own process's symbolizer is kept between uses while no library was
- * loaded or unloaded (dl_iterate_phdr's counters): opening one reads the
+/* The own process's symbolizer is kept between uses (refreshed when a
+ * library was loaded or unloaded: dl_iterate_phdr's counters): opening one reads the
  * debug information again (libc's alone is several MB to inflate), 130 ms a
  * thread check or a goroutine scrape here, where a kept one answers from
  * its cache. One user at a time; a second one meanwhile gets its own. */
@@ -174,24 +176,100 @@ static int load_counters(struct dl_phdr_info *info, size_t size, void *arg) {
 }
 
 static struct hs_symbolizer *open_new(pid_t pid);
+static int refresh(struct hs_symbolizer *s, pid_t pid);
 
 struct hs_symbolizer *hs_sym_open_pid(pid_t pid) {
   if (pid != getpid() || pthread_mutex_trylock(&kept_lock)) return open_new(pid);
   unsigned long long c[2] = {0, 0};
   dl_iterate_phdr(load_counters, c);
-  if (kept && (kept_pid != pid || kept_adds != c[0] || kept_subs != c[1])) {
+  if (kept && (kept_pid != pid || ((kept_adds != c[0] || kept_subs != c[1]) && refresh(kept, pid)))) {
     struct hs_symbolizer *old = kept;
     kept = NULL;
     hs_sym_close(old);
   }
+  kept_adds = c[0];
+  kept_subs = c[1];
   if (!kept) {
     kept = open_new(pid);
     kept_pid = pid;
-    kept_adds = c[0];
-    kept_subs = c[1];
   }
   if (!kept) pthread_mutex_unlock(&kept_lock);
   return kept;
+}
+
+/* Tells libdwfl the process's modules, from its maps; 0 on success. */
+static int report_modules(Dwfl *dwfl, pid_t pid) {
+  /* Our own process through this thread's /proc entry: once the main
+   * thread has ended (pthread_exit in main, the process running on in
+   * others), /proc/PID/maps reads empty and every frame went unnamed. */
+  if (pid == getpid()) pid = (pid_t)syscall(SYS_gettid);
+  /* libdwfl reads /proc/PID/auxv too (for the vDSO), which a process that
+   * dropped its privileges (setuid: no longer dumpable) cannot read; its
+   * maps it can. After a chroot, the maps through the old root. */
+  dwfl_report_begin(dwfl);
+  int bad = hs_root_fd >= 0 || dwfl_linux_proc_report(dwfl, pid) != 0;
+  if (bad) {
+    dwfl_report_begin(dwfl);
+    char maps[64];
+    snprintf(maps, sizeof maps, "/proc/%d/maps", (int)pid);
+    FILE *f = hs_fs_fopen_read(maps);
+    bad = !f || dwfl_linux_proc_maps_report(dwfl, f) != 0;
+    if (f) fclose(f);
+  }
+  if (!bad) dwfl_report_end(dwfl, NULL, NULL);
+  return bad;
+}
+
+static void free_frames_cache(struct hs_symbolizer *s) {
+  for (size_t i = 0; i < s->cap; i++)
+    if (s->cache[i].frames) {
+      for (int j = 0; j < s->cache[i].n; j++) {
+        free((char *)s->cache[i].frames[j].function);
+        free((char *)s->cache[i].frames[j].file);
+      }
+      free(s->cache[i].frames);
+      s->cache[i].frames = NULL;
+      s->cache[i].addr = 0;
+      s->cache[i].n = 0;
+    }
+  s->count = 0;
+}
+
+static void free_index(struct sym_index *x) {
+  for (size_t k = 0; x->ans && k <= x->nb; k++) free(x->ans[k]);
+  free(x->ans);
+  free(x->b);
+  free(x->name);
+}
+
+/* The kept symbolizer, after the program loaded or unloaded a library:
+ * libdwfl is told the modules again, and keeps every module reported again
+ * at the same place as it was (dwfl_report_module hands back the existing
+ * one, whose ELF and DWARF it has read), so only new modules are read. A
+ * thread dump of a program that loads and unloads plugins used to start
+ * from nothing each time: 70 ms a dump here, most of it inflating libc's
+ * debug information again. What this file caches by address goes: an
+ * address may now be another library's. The symbol indexes stay for the
+ * modules that stayed. 0 on success; else the caller starts afresh. */
+static int refresh(struct hs_symbolizer *s, pid_t pid) {
+  if (report_modules(s->dwfl, pid)) return -1;
+  free_frames_cache(s);
+  free(s->fn);
+  s->fn = NULL;
+  s->fn_cap = s->fn_count = 0;
+  size_t kept_idx = 0;
+  for (size_t i = 0; i < s->nidx; i++) {
+    struct sym_index *x = &s->idx[i];
+    Dwarf_Addr lo = 0, hi = 0;
+    Dwfl_Module *m = dwfl_addrmodule(s->dwfl, x->lo);
+    const char *name = m == x->m ? dwfl_module_info(m, NULL, &lo, &hi, NULL, NULL, NULL, NULL) : NULL;
+    if (name && x->name && !strcmp(name, x->name) && lo == x->lo && hi == x->hi)
+      s->idx[kept_idx++] = *x;
+    else
+      free_index(x);
+  }
+  s->nidx = kept_idx;
+  return 0;
 }
 
 static struct hs_symbolizer *open_new(pid_t pid) {
@@ -202,28 +280,11 @@ static struct hs_symbolizer *open_new(pid_t pid) {
     free(s);
     return NULL;
   }
-  /* Our own process through this thread's /proc entry: once the main
-   * thread has ended (pthread_exit in main, the process running on in
-   * others), /proc/PID/maps reads empty and every frame went unnamed. */
-  if (pid == getpid()) pid = (pid_t)syscall(SYS_gettid);
-  /* libdwfl reads /proc/PID/auxv too (for the vDSO), which a process that
-   * dropped its privileges (setuid: no longer dumpable) cannot read; its
-   * maps it can. After a chroot, the maps through the old root. */
-  int bad = hs_root_fd >= 0 || dwfl_linux_proc_report(s->dwfl, pid) != 0;
-  if (bad) {
-    dwfl_report_begin(s->dwfl);
-    char maps[64];
-    snprintf(maps, sizeof maps, "/proc/%d/maps", (int)pid);
-    FILE *f = hs_fs_fopen_read(maps);
-    bad = !f || dwfl_linux_proc_maps_report(s->dwfl, f) != 0;
-    if (f) fclose(f);
-  }
-  if (bad) {
+  if (report_modules(s->dwfl, pid)) {
     dwfl_end(s->dwfl);
     free(s);
     return NULL;
   }
-  dwfl_report_end(s->dwfl, NULL, NULL);
   const char *v = getenv("HEAPSCOPE_VERIFY_SYMBOLS");
   s->verify = v && *v == '1';
   s->cap = 1024;
@@ -240,22 +301,10 @@ void hs_sym_close(struct hs_symbolizer *s) {
     pthread_mutex_unlock(&kept_lock);
     return;
   }
-  for (size_t i = 0; i < s->cap; i++)
-    if (s->cache[i].frames) {
-      for (int j = 0; j < s->cache[i].n; j++) {
-        free((char *)s->cache[i].frames[j].function);
-        free((char *)s->cache[i].frames[j].file);
-      }
-      free(s->cache[i].frames);
-    }
+  free_frames_cache(s);
   free(s->cache);
   free(s->fn);
-  for (size_t i = 0; i < s->nidx; i++) {
-    struct sym_index *x = &s->idx[i];
-    for (size_t k = 0; x->ans && k <= x->nb; k++) free(x->ans[k]);
-    free(x->ans);
-    free(x->b);
-  }
+  for (size_t i = 0; i < s->nidx; i++) free_index(&s->idx[i]);
   free(s->idx);
   dwfl_end(s->dwfl);
   free(s);
@@ -407,6 +456,8 @@ static const char *addrinfo(struct hs_symbolizer *s, Dwfl_Module *m, uintptr_t a
     x = &s->idx[s->nidx++];
     memset(x, 0, sizeof *x);
     x->m = m;
+    const char *name = dwfl_module_info(m, NULL, &x->lo, &x->hi, NULL, NULL, NULL, NULL);
+    x->name = name ? strdup(name) : NULL;
   }
   if (x->failed || (!x->ans && (++x->asked < SYM_INDEX_AFTER || build_index(x))))
     return dwfl_module_addrinfo(m, addr, off, sym, NULL, NULL, NULL);
