@@ -130,13 +130,15 @@ static struct {
   int (*frame_register)(Dwarf_Frame *, int, Dwarf_Op *, Dwarf_Op **, size_t *);
   int (*cfi_end)(Dwarf_CFI *);
   int (*elf_end)(Elf *);
-  int state; /* 0 not tried, 1 loaded, -1 unavailable */
+  int (*dwarf_errno)(void);
+  int (*elf_errno)(void);
+  int state; /* 0 not tried, 1 loaded, -1 unavailable (atomic: set under dw_load_lock) */
 } dw;
 
 static int load_libdw(void) {
   if (dw.state) return dw.state > 0;
   if (!hs_loader_may_open()) return 0; /* a forked child: threads.c */
-  dw.state = -1;
+  __atomic_store_n(&dw.state, -1, __ATOMIC_RELAXED);
   void *e, *d;
   IN_LOADER(e = dlopen("libelf.so.1", RTLD_NOW | RTLD_LOCAL));
   IN_LOADER(d = dlopen("libdw.so.1", RTLD_NOW | RTLD_LOCAL));
@@ -149,19 +151,53 @@ static int load_libdw(void) {
   dw.frame_register = (int (*)(Dwarf_Frame *, int, Dwarf_Op *, Dwarf_Op **, size_t *))dlsym(d, "dwarf_frame_register");
   dw.cfi_end = (int (*)(Dwarf_CFI *))dlsym(d, "dwarf_cfi_end");
   dw.elf_end = (int (*)(Elf *))dlsym(e, "elf_end");
+  dw.dwarf_errno = (int (*)(void))dlsym(d, "dwarf_errno");
+  dw.elf_errno = (int (*)(void))dlsym(e, "elf_errno");
   if (!dw.elf_version || !dw.elf_begin || !dw.getcfi_elf || !dw.cfi_addrframe || !dw.frame_cfa || !dw.frame_register ||
-      !dw.cfi_end || !dw.elf_end)
+      !dw.cfi_end || !dw.elf_end || !dw.dwarf_errno || !dw.elf_errno)
     return 0;
   dw.elf_version(EV_CURRENT);
-  dw.state = 1;
+  __atomic_store_n(&dw.state, 1, __ATOMIC_RELEASE);
+  return 1;
+}
+
+/* libdw is loaded, and this thread's blocks of libdw's and libelf's
+ * thread-local variables (each keeps its last error in one) exist, before
+ * this thread takes miss_lock: never under it. glibc allocates a dlopened
+ * module's TLS for a thread at the thread's first access, under the
+ * dynamic loader's lock, and dlopen and dlsym take that lock too; a thread
+ * inside the program's dlopen holds it while its malloc's capture waits
+ * for miss_lock. A thread dump under miss_lock that reached libdw's first
+ * error in its thread (tests/progs/dumprace.c, 1 run in a few hundred)
+ * waited for the loader's lock, and the loading thread for miss_lock. 1
+ * when this thread may call libdw. Never waits for another thread's load
+ * of libdw (that thread may be waiting for the loader's lock): 0, and the
+ * rule is looked for again at a later miss. */
+static hs_lock_t dw_load_lock;
+static HS_TLS int dw_tls_ready;
+static int dw_prepare(void) {
+  int st = __atomic_load_n(&dw.state, __ATOMIC_ACQUIRE);
+  if (!st) {
+    if (!hs_trylock(&dw_load_lock)) return 0;
+    int saved = hs_in_agent;
+    hs_in_agent = 1; /* dlopen allocates */
+    load_libdw();
+    hs_in_agent = saved;
+    hs_unlock(&dw_load_lock);
+    st = __atomic_load_n(&dw.state, __ATOMIC_ACQUIRE);
+  }
+  if (st < 0) return 0;
+  if (!dw_tls_ready) {
+    dw.dwarf_errno();
+    dw.elf_errno();
+    dw_tls_ready = 1;
+  }
   return 1;
 }
 
 /* Before a chroot: libdw cannot be loaded from inside the new root. */
 void hs_unwind_before_chroot(void) {
-  hs_lock(&miss_lock);
-  load_libdw();
-  hs_unlock(&miss_lock);
+  if (hs_loader_usable()) dw_prepare();
 }
 
 static struct module *module_for(uintptr_t pc) {
@@ -300,14 +336,16 @@ static uint64_t compute_rule(uintptr_t pc) {
 }
 
 /* The rule at pc with libdw; *read says whether libdw read the module. */
+static HS_TLS int dw_wanted; /* a rule needed libdw, which this thread has not prepared */
 static uint64_t libdw_rule(uintptr_t pc, int *read) {
   *read = 0;
   if (!hs_loader_usable()) return 0; /* dlopen and dl_iterate_phdr */
-  int saved = hs_in_agent;
-  hs_in_agent = 1; /* dlopen and libdw allocate */
-  int ok = load_libdw();
-  hs_in_agent = saved;
-  if (!ok) return 0;
+  const int st = __atomic_load_n(&dw.state, __ATOMIC_ACQUIRE);
+  if (st < 0) return 0;
+  if (!st || !dw_tls_ready) { /* see dw_prepare */
+    dw_wanted = 1;
+    return 0;
+  }
   struct module *m = module_for(pc);
   if (!m) return 0;
   *read = 1;
@@ -385,6 +423,8 @@ static inline uint64_t rules_get(const struct rules *t, uintptr_t pc) {
 }
 
 static HS_COLD uint64_t rule_miss_cancel_off(uintptr_t pc) {
+  int prepared = 0;
+again:
   /* 0 (no rule: the capture goes without the cache) in a signal handler
    * below which this thread holds the lock */
   if (!hs_lock_unless_mine(&miss_lock)) return 0;
@@ -394,7 +434,14 @@ static HS_COLD uint64_t rule_miss_cancel_off(uintptr_t pc) {
     hs_unlock(&miss_lock);
     return r;
   }
+  dw_wanted = 0;
   r = compute_rule(pc);
+  if (dw_wanted) { /* libdw, prepared outside the lock (dw_prepare), then once more */
+    hs_unlock(&miss_lock);
+    if (prepared || !dw_prepare()) return 0; /* not kept: a later miss tries again */
+    prepared = 1;
+    goto again;
+  }
   if (!r) r = R_NONE;
   if ((cache_used + 1) * 2 > t->mask + 1) {
     struct rules *n = rules_new((t->mask + 1) * 2);
@@ -718,6 +765,7 @@ static void hs_unwind_flush_cancel_off(const struct hs_modsnap *before) {
   /* libunwind's own caches: the fallback's, and the only unwinder with
    * fast_unwind=0 (its fast trace's cache is not among them: note_gone) */
   unw_flush_cache(unw_local_addr_space, 0, 0);
+  if (__atomic_load_n(&dw.state, __ATOMIC_ACQUIRE) > 0) dw_prepare(); /* libdw is called below, under the lock */
   hs_lock(&miss_lock);
   note_gone(before);
   if (!cache) {
