@@ -338,14 +338,13 @@ static uint64_t compute_rule(uintptr_t pc) {
 
 /* The rule at pc with libdw; *read says whether libdw read the module. */
 static HS_TLS int dw_wanted; /* a rule needed libdw, which this thread has not prepared */
-static HS_TLS int dw_none;   /* libdw cannot be had here: rules go without it */
 static uint64_t libdw_rule(uintptr_t pc, int *read) {
   *read = 0;
   if (!hs_loader_usable()) return 0; /* dlopen and dl_iterate_phdr */
   const int st = __atomic_load_n(&dw.state, __ATOMIC_ACQUIRE);
-  if (st < 0) return 0;
+  if (st < 0 || (!st && !hs_loader_may_open())) return 0; /* libdw cannot be had here: the rule goes without it */
   if (!st || !dw_tls_ready) { /* see dw_prepare */
-    if (!dw_none) dw_wanted = 1;
+    dw_wanted = 1;
     return 0;
   }
   struct module *m = module_for(pc);
@@ -429,25 +428,21 @@ static HS_COLD uint64_t rule_miss_cancel_off(uintptr_t pc) {
 again:
   /* 0 (no rule: the capture goes without the cache) in a signal handler
    * below which this thread holds the lock */
-  if (!hs_lock_unless_mine(&miss_lock)) return dw_none = 0;
+  if (!hs_lock_unless_mine(&miss_lock)) return 0;
   struct rules *t = atomic_load_explicit(&cache, memory_order_relaxed);
   uint64_t r = rules_get(t, pc); /* another thread may have put it meanwhile */
   if (r) {
     hs_unlock(&miss_lock);
-    dw_none = 0;
     return r;
   }
   dw_wanted = 0;
   r = compute_rule(pc);
   if (dw_wanted) { /* libdw, prepared outside the lock (dw_prepare), then once more */
     hs_unlock(&miss_lock);
-    int p = prepared ? -1 : dw_prepare();
-    if (p < 0) return 0; /* not kept: a later miss tries again */
-    prepared = 1;
-    dw_none = !p; /* (as when libdw was loaded under the lock: the rule is kept without it) */
+    if (prepared || dw_prepare() < 0) return 0; /* not kept: a later miss tries again */
+    prepared = 1; /* (libdw ready, or failed to load: then the rule is kept without it) */
     goto again;
   }
-  dw_none = 0;
   if (!r) r = R_NONE;
   if ((cache_used + 1) * 2 > t->mask + 1) {
     struct rules *n = rules_new((t->mask + 1) * 2);
